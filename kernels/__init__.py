@@ -1,0 +1,1 @@
+"""Triton dequant-GEMM kernels, their launchers and plain-torch references. Imports torch and triton only."""
