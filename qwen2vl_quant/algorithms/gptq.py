@@ -1,0 +1,200 @@
+"""GPTQ: statistics (``HessianAccumulator``) apart from the solve (``gptq_quantize``).
+
+A port of the reference implementation (IST-DASLab/gptq, gptq.py ``add_batch`` and
+``fasterquant``) with the options AutoGPTQ added: act-order with and without static
+groups, and GPTQModel's automatic damping increase. Pure tensor code: no modules, hooks,
+devices or files.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from dataclasses import dataclass
+
+import torch
+
+from .quantizer import Grid, fit_grid, quantize_codes
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class QuantizedWeight:
+    """Integer codes and grids of one Linear, independent of any packing.
+
+    codes: uint8 [N, K]; scales: fp16 [G, N]; zeros: int32 [G, N] (the true zero point);
+    g_idx: int32 [K], the group of each input channel. W[n, k] ~ (codes - zeros[g]) * scales[g].
+    """
+
+    codes: torch.Tensor
+    scales: torch.Tensor
+    zeros: torch.Tensor
+    g_idx: torch.Tensor
+    bits: int
+    group_size: int
+
+    def dequantize(self) -> torch.Tensor:
+        """Dense float32 weight [N, K]."""
+        g = self.g_idx.long()
+        return (self.codes.float() - self.zeros[g].T.float()) * self.scales[g].T.float()
+
+
+@dataclass(frozen=True)
+class GPTQResult:
+    weight: QuantizedWeight
+    # Per output row, the OBS objective sum_j (w - q)^2 / Hinv_jj^2 / 2. Rows are solved
+    # independently given H, so Linears that share an input (q/k/v, gate/up) can be
+    # stacked into one solve and their losses split afterwards.
+    row_losses: torch.Tensor
+    damp_percent: float  # damping that made the Hessian positive definite
+    dead_channels: int  # input channels that were always zero in calibration
+
+
+class HessianAccumulator:
+    """Running H = 2/n * sum(x x^T) over the real (unpadded) tokens seen so far."""
+
+    def __init__(self, columns: int, device: torch.device | str = "cpu") -> None:
+        self.hessian = torch.zeros(columns, columns, dtype=torch.float32, device=device)
+        self.tokens = 0
+
+    def add_batch(self, x: torch.Tensor, token_mask: torch.Tensor | None = None) -> None:
+        """x: [..., K] inputs of the Linear; token_mask: bool [...] marking real tokens."""
+        x = x.reshape(-1, x.shape[-1])
+        if token_mask is not None:
+            x = x[token_mask.reshape(-1).to(x.device)]
+        count = x.shape[0]
+        if count == 0:
+            return
+        x = x.to(self.hessian.device, torch.float32)
+        # Rescale the running mean instead of summing then dividing: keeps the magnitude
+        # stable over hundreds of thousands of tokens (reference add_batch).
+        self.hessian *= self.tokens / (self.tokens + count)
+        self.tokens += count
+        x = x * math.sqrt(2.0 / self.tokens)
+        self.hessian.addmm_(x.T, x)
+
+
+def gptq_quantize(
+    weight: torch.Tensor,
+    hessian: torch.Tensor,
+    *,
+    bits: int,
+    group_size: int,
+    sym: bool,
+    desc_act: bool = False,
+    static_groups: bool = False,
+    damp_percent: float = 0.01,
+    damp_auto_increment: float = 0.0025,
+    block_size: int = 128,
+) -> GPTQResult:
+    """Quantize ``weight`` [N, K] given the Hessian [K, K] of its inputs.
+
+    The Hessian is not modified. Computation is in float32 on the weight's device.
+    """
+    W = weight.detach().float().clone()
+    H = hessian.detach().float().clone().to(W.device)
+    rows, columns = W.shape
+    if H.shape != (columns, columns):
+        raise ValueError(f"Hessian shape {tuple(H.shape)} does not match weight columns {columns}")
+    group = columns if group_size == -1 else group_size
+    if columns % group:
+        raise ValueError(f"group size {group} does not divide the input size {columns}")
+
+    # Channels that never fired carry no information: pin their Hessian diagonal and
+    # zero their weights so they quantize exactly (reference fasterquant).
+    dead = torch.diag(H) == 0
+    H[dead, dead] = 1
+    W[:, dead] = 0
+
+    static_grids: list[Grid] = []
+    if static_groups:
+        static_grids = [fit_grid(W[:, g : g + group], bits, sym) for g in range(0, columns, group)]
+
+    perm = None
+    if desc_act:
+        perm = torch.argsort(torch.diag(H), descending=True)
+        W = W[:, perm]
+        H = H[perm][:, perm]
+
+    Hinv, damp_used = _damped_inverse_cholesky(H, damp_percent, damp_auto_increment)
+
+    codes = torch.zeros_like(W)
+    losses = torch.zeros(rows, device=W.device)
+    # grids[j] is the grid of the j-th group in solve order (static: original order).
+    grids: list[Grid] = list(static_grids)
+    grid = static_grids[0] if static_grids else None
+    for i1 in range(0, columns, block_size):
+        i2 = min(i1 + block_size, columns)
+        W1 = W[:, i1:i2].clone()
+        Err1 = torch.zeros_like(W1)
+        Hinv1 = Hinv[i1:i2, i1:i2]
+        for i in range(i2 - i1):
+            col = i1 + i
+            if static_groups:
+                original = perm[col].item() if perm is not None else col
+                grid = static_grids[original // group]
+            elif col % group == 0:
+                # Fit on the current, error-updated weights of the whole group: the part in
+                # this block lives in W1, any rest beyond the block in W.
+                ahead = torch.cat([W1[:, i:], W[:, i2 : col + group]], dim=1)[:, :group]
+                grid = fit_grid(ahead, bits, sym)
+                grids.append(grid)
+            w = W1[:, i]
+            d = Hinv1[i, i]
+            q_codes = quantize_codes(w, grid)
+            q = (q_codes - grid.zero) * grid.scale
+            codes[:, col] = q_codes
+            losses += (w - q) ** 2 / d**2 / 2
+            err = (w - q) / d
+            W1[:, i:] -= err.unsqueeze(1).matmul(Hinv1[i, i:].unsqueeze(0))
+            Err1[:, i] = err
+        W[:, i2:] -= Err1.matmul(Hinv[i1:i2, i2:])
+
+    if perm is not None:
+        invperm = torch.argsort(perm)
+        codes = codes[:, invperm]
+        if static_groups:
+            g_idx = torch.arange(columns, device=W.device) // group
+        else:
+            g_idx = invperm // group
+    else:
+        g_idx = torch.arange(columns, device=W.device) // group
+
+    qweight = QuantizedWeight(
+        codes=codes.to(torch.uint8),
+        scales=torch.stack([g.scale for g in grids]).to(torch.float16),
+        zeros=torch.stack([g.zero for g in grids]).to(torch.int32),
+        g_idx=g_idx.to(torch.int32),
+        bits=bits,
+        group_size=group_size,
+    )
+    return GPTQResult(qweight, losses, damp_used, int(dead.sum()))
+
+
+def _damped_inverse_cholesky(H: torch.Tensor, damp_percent: float, increment: float) -> tuple[torch.Tensor, float]:
+    """Upper Cholesky factor of H^-1 after adding damp * mean(diag(H)) to the diagonal.
+
+    The damping grows by ``increment`` until the factorization succeeds, as GPTQModel's
+    damp_auto_increment does; without it GPTQ fails on rank-deficient Hessians (few tokens).
+    """
+    mean_diag = torch.mean(torch.diag(H))
+    idx = torch.arange(H.shape[0], device=H.device)
+    damp = damp_percent
+    while True:
+        Hd = H.clone()
+        Hd[idx, idx] += damp * mean_diag
+        L, info = torch.linalg.cholesky_ex(Hd)
+        if info == 0:
+            Hinv = torch.cholesky_inverse(L)
+            U, info = torch.linalg.cholesky_ex(Hinv, upper=True)
+            if info == 0:
+                if damp != damp_percent:
+                    logger.info("Hessian needed damp_percent %.4f to be positive definite", damp)
+                return U, damp
+        if increment <= 0 or damp + increment >= 1.0:
+            raise RuntimeError(
+                f"Hessian is not positive definite even with damp_percent {damp:.4f}; "
+                "use more calibration samples or a larger damp_percent"
+            )
+        damp += increment

@@ -1,0 +1,295 @@
+"""The public verbs: ``quantize`` a model in memory, ``quantize_checkpoint`` a directory
+(streamed layer by layer, resumable), ``save_quantized`` / ``load_quantized``.
+
+Both quantize entry points run the same pipeline (pipeline/layerwise.py); they differ only
+in where layers come from (memory or memory-mapped shards) and where they go.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import logging
+import shutil
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from . import __version__
+from .arch import QWEN2_VL, key_for_module_name, layer_index_of
+from .calibration.batches import CalibrationSample, build_samples
+from .config import CalibrationConfig, GPTQConfig
+from .errors import ConfigError
+from .formats import gptq as gptq_format
+from .pipeline.checkpoint import safetensors_sizes
+from .pipeline.gptq_layer import quantize_layer_gptq
+from .pipeline.layerwise import LayerStep, capture_inputs, run_layers
+from .pipeline.source import DirectorySource, ModelSource, load_processor
+from .pipeline.staging import Staging
+from .pipeline.writer import check_output_dir, parse_size, publish, staging_path, write_json, write_shards
+from .report import LinearReport, QuantReport
+
+logger = logging.getLogger(__name__)
+
+QuantConfig = GPTQConfig
+# Files of a model directory that describe the processor, tokenizer and generation defaults.
+PROCESSOR_FILE_SUFFIXES = (".json", ".jinja", ".txt", ".model", ".tiktoken")
+NOT_COPIED = {"config.json", "model.safetensors.index.json"}
+
+
+def quantize(
+    model: nn.Module,
+    calib_data: Any = None,
+    config: QuantConfig | None = None,
+    *,
+    processor: Any = None,
+    calibration: CalibrationConfig | None = None,
+    device: str | torch.device | None = None,
+    show_progress: bool = True,
+) -> QuantReport:
+    """Quantize the language model of a Qwen2-VL ``model`` in place; return the report.
+
+    calib_data: conversations in the Qwen2-VL message format, a .jsonl/.json file path,
+    ready processor outputs (dicts of tensors), or None for the built-in offline set.
+    The vision tower, merger, embeddings, norms and lm_head are left untouched.
+    """
+    config = config or GPTQConfig()
+    calibration = calibration or CalibrationConfig()
+    source = ModelSource(model)
+    _check_compatible(source.text_config, config)
+    compute = _device(device)
+    samples, summary = _samples(calib_data, processor, calibration)
+    started = time.perf_counter()
+    inputs = capture_inputs(source, samples, QWEN2_VL, compute, compute)
+    linears = run_layers(source, inputs, _step(config), QWEN2_VL, _NoSink(), device=compute,
+                         store_device=compute, show_progress=show_progress)
+    model.config.quantization_config = _quantization_config(config)
+    return _report(config, summary.describe(), linears, started)
+
+
+def quantize_checkpoint(
+    model_dir: str | Path,
+    out_dir: str | Path,
+    config: QuantConfig | None = None,
+    *,
+    calib_data: Any = None,
+    calibration: CalibrationConfig | None = None,
+    device: str | torch.device | None = None,
+    activations_device: str | torch.device | None = None,
+    max_shard_size: str | int = "4GB",
+    overwrite: bool = False,
+    resume: bool = False,
+    show_progress: bool = True,
+) -> QuantReport:
+    """Quantize a Qwen2-VL checkpoint directory into ``out_dir`` without ever holding the
+    whole model: layers are read from the shards one at a time and written as they finish.
+
+    A killed run restarted with ``resume=True`` goes on from the last finished layer and
+    writes the same bytes. Nothing appears at ``out_dir`` until the checkpoint is complete.
+    """
+    config = config or GPTQConfig()
+    calibration = calibration or CalibrationConfig()
+    model_dir, out_dir = Path(model_dir), Path(out_dir)
+    max_shard_bytes = parse_size(max_shard_size)
+    check_output_dir(out_dir, overwrite, inputs=[model_dir])
+    source = DirectorySource(model_dir)
+    try:
+        _check_compatible(source.text_config, config)
+        processor = load_processor(model_dir)
+        compute = _device(device)
+        store = _device(activations_device) if activations_device else compute
+        samples, summary = _samples(calib_data, processor, calibration)
+        staging = Staging(staging_path(out_dir), _fingerprint(model_dir, config, calibration, samples))
+        finished = staging.start(resume)
+        started = time.perf_counter()
+        if finished:
+            logger.info("resuming after %d finished layers", finished)
+            inputs = staging.load_inputs()
+            inputs = [dataclasses.replace(s, hidden=s.hidden.to(store)) for s in inputs]
+        else:
+            inputs = capture_inputs(source, samples, QWEN2_VL, compute, store)
+            staging.save_captured(inputs)
+        sink = _StagingSink(staging, source.reader.legacy_keys)
+        run_layers(source, inputs, _step(config), QWEN2_VL, sink, device=compute, store_device=store,
+                   start_layer=finished, show_progress=show_progress)
+        linears = [LinearReport(**r) for r in staging.reports()]
+        report = _report(config, summary.describe(), linears, started)
+        _write_output(staging, source, config, max_shard_bytes, report)
+        publish(staging.path, out_dir)
+        report.output_dir = str(out_dir)
+        return report
+    finally:
+        source.close()
+
+
+def save_quantized(
+    model: nn.Module,
+    out_dir: str | Path,
+    processor: Any = None,
+    *,
+    max_shard_size: str | int = "4GB",
+    overwrite: bool = False,
+) -> Path:
+    """Write a model quantized by ``quantize`` as a sharded checkpoint (atomically)."""
+    out_dir = Path(out_dir)
+    qconfig = getattr(model.config, "quantization_config", None)
+    if not isinstance(qconfig, dict) or "quant_method" not in qconfig:
+        raise ConfigError("this model has not been quantized by qwen2vl_quant.quantize")
+    max_shard_bytes = parse_size(max_shard_size)
+    check_output_dir(out_dir, overwrite)
+    staging = staging_path(out_dir)
+    if staging.exists():
+        shutil.rmtree(staging)
+    staging.mkdir()
+    state = model.state_dict()
+    if model.config.tie_word_embeddings:
+        state.pop("lm_head.weight", None)
+    tensors = {key_for_module_name(name, legacy=True): t.detach().cpu() for name, t in state.items()}
+    sizes = {k: t.numel() * t.element_size() for k, t in tensors.items()}
+    write_shards(staging, sizes, lambda keys: {k: tensors[k] for k in keys}, max_shard_bytes)
+    model.config.save_pretrained(staging)
+    if getattr(model, "generation_config", None) is not None:
+        model.generation_config.save_pretrained(staging)
+    if processor is not None:
+        processor.save_pretrained(staging)
+    publish(staging, out_dir)
+    return out_dir
+
+
+def _step(config: QuantConfig) -> LayerStep:
+    if isinstance(config, GPTQConfig):
+        return lambda layer, index, runner: quantize_layer_gptq(layer, index, runner, QWEN2_VL, config)
+    raise ConfigError(f"unsupported config type {type(config).__name__}")
+
+
+def _quantization_config(config: QuantConfig) -> dict[str, Any]:
+    return gptq_format.quantization_config(
+        bits=config.bits, group_size=config.group_size, sym=config.sym, desc_act=config.desc_act,
+        static_groups=config.static_groups, damp_percent=config.damp_percent,
+        true_sequential=config.true_sequential, tool_version=__version__,
+    )
+
+
+def _check_compatible(text_config: Any, config: QuantConfig) -> None:
+    """Fail before any work if the model's Linear sizes do not fit the requested format."""
+    heads_dim = text_config.num_attention_heads * getattr(
+        text_config, "head_dim", text_config.hidden_size // text_config.num_attention_heads)
+    in_sizes = {"hidden_size": text_config.hidden_size, "attention output": heads_dim,
+                "intermediate_size": text_config.intermediate_size}
+    pack = 32 // config.bits
+    for what, size in in_sizes.items():
+        if config.group_size != -1 and size % config.group_size:
+            raise ConfigError(f"group size {config.group_size} does not divide the model's {what} ({size})")
+        if size % pack:
+            raise ConfigError(f"the model's {what} ({size}) is not a multiple of {pack}, needed to pack {config.bits}-bit")
+
+
+def _device(device: str | torch.device | None) -> torch.device:
+    if device is None:
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        device = torch.device(device)
+    except RuntimeError as exc:
+        raise ConfigError(f"unknown device {device!r}") from exc
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ConfigError("--device cuda was asked for but no CUDA GPU is available")
+    return device
+
+
+def _samples(calib_data: Any, processor: Any, calibration: CalibrationConfig):
+    return build_samples(
+        calib_data, processor, num_samples=calibration.num_samples, seed=calibration.seed,
+        min_pixels=calibration.min_pixels, max_pixels=calibration.max_pixels, max_length=calibration.max_length,
+    )
+
+
+def _report(config: QuantConfig, calibration: str, linears: list[LinearReport], started: float) -> QuantReport:
+    return QuantReport(method=config.method, config=dataclasses.asdict(config), calibration=calibration,
+                       linears=linears, seconds=time.perf_counter() - started)
+
+
+def _fingerprint(model_dir: Path, config: QuantConfig, calibration: CalibrationConfig,
+                 samples: list[CalibrationSample]) -> str:
+    """Identifies a run: same model files, options and calibration tensors -> same value."""
+    digest = hashlib.sha256()
+    digest.update(f"{__version__} {config.method} {dataclasses.asdict(config)} {dataclasses.asdict(calibration)}".encode())
+    for path in sorted(model_dir.iterdir()):
+        if path.is_file():
+            digest.update(f"{path.name}:{path.stat().st_size}".encode())
+    digest.update((model_dir / "config.json").read_bytes())
+    for sample in samples:
+        for key in sorted(sample.inputs):
+            digest.update(key.encode())
+            digest.update(sample.inputs[key].contiguous().cpu().view(torch.uint8).numpy().tobytes())
+    return digest.hexdigest()
+
+
+class _NoSink:
+    """In-memory runs: the layer was quantized in place, nothing to write."""
+
+    def layer_done(self, index, layer, reports, next_hidden) -> None:
+        return None
+
+
+class _StagingSink:
+    """Directory runs: write each finished layer (all its tensors) and the resume state."""
+
+    def __init__(self, staging: Staging, legacy_keys: bool) -> None:
+        self.staging = staging
+        self.legacy_keys = legacy_keys
+        self.reports = staging.reports()
+
+    def layer_done(self, index: int, layer: nn.Module, reports: list[LinearReport],
+                   next_hidden: list[torch.Tensor]) -> None:
+        prefix = QWEN2_VL.layer_prefix(index)
+        tensors = {key_for_module_name(f"{prefix}.{name}", self.legacy_keys): t.detach()
+                   for name, t in layer.state_dict().items()}
+        self.reports += [dataclasses.asdict(r) for r in reports]
+        self.staging.finish_layer(index, tensors, next_hidden, self.reports)
+
+
+def _write_output(staging: Staging, source: DirectorySource, config: QuantConfig, max_shard_bytes: int,
+                  report: QuantReport) -> None:
+    """Shards from the untouched tensors of the input plus the finished layers; config;
+    processor files. Tensors outside the decoder layers are copied byte for byte."""
+    origin: dict[str, tuple[Path, str]] = {}
+    sizes: dict[str, int] = {}
+    reader = source.reader
+    for name in reader.names():
+        if layer_index_of(name) is None:
+            key = reader.key_of[name]
+            origin[key] = (reader.file_of(name), key)
+    for path in {p for p, _ in origin.values()}:
+        file_sizes = safetensors_sizes(path)
+        sizes.update({k: file_sizes[k] for k, (p, _) in origin.items() if p == path})
+    for path in staging.layer_files():
+        for key, size in safetensors_sizes(path).items():
+            origin[key] = (path, key)
+            sizes[key] = size
+
+    def load(keys: list[str]) -> dict[str, torch.Tensor]:
+        from safetensors import safe_open
+
+        out: dict[str, torch.Tensor] = {}
+        by_file: dict[Path, list[str]] = {}
+        for key in keys:
+            by_file.setdefault(origin[key][0], []).append(key)
+        for path, file_keys in by_file.items():
+            with safe_open(str(path), framework="pt", device="cpu") as handle:
+                for key in file_keys:
+                    out[key] = handle.get_tensor(origin[key][1])
+        return out
+
+    write_shards(staging.path, sizes, load, max_shard_bytes)
+    raw_config = json.loads((source.model_dir / "config.json").read_text())
+    raw_config["quantization_config"] = _quantization_config(config)
+    write_json(staging.path / "config.json", raw_config)
+    for path in sorted(source.model_dir.iterdir()):
+        if path.is_file() and path.suffix in PROCESSOR_FILE_SUFFIXES and path.name not in NOT_COPIED:
+            shutil.copy2(path, staging.path / path.name)
+    write_json(staging.path / "quantization_report.json", report.to_dict())
+    staging.clear_resume_state()

@@ -1,0 +1,115 @@
+"""GPTQ for one decoder layer: collect Hessians group by group, solve, swap in GPTQLinear.
+
+True-sequential order (q/k/v, then o, then gate/up, then down): each group's Hessian is
+collected with the earlier groups already quantized, so it sees the inputs the quantized
+model will really produce (AutoGPTQ ``true_sequential``).
+"""
+
+from __future__ import annotations
+
+import time
+
+import torch
+from torch import nn
+
+from ..algorithms.gptq import GPTQResult, HessianAccumulator, gptq_quantize
+from ..arch import ArchSpec
+from ..config import GPTQConfig
+from ..formats.gptq import pack_gptq
+from ..modules.quant_linear import GPTQLinear
+from ..report import LinearReport
+from .runner import LayerRunner
+
+
+def quantize_layer_gptq(
+    layer: nn.Module, index: int, runner: LayerRunner, spec: ArchSpec, config: GPTQConfig
+) -> list[LinearReport]:
+    """Replace the layer's Linears with GPTQLinear in place; returns one report per Linear."""
+    groups = spec.sequential_groups
+    reports: list[LinearReport] = []
+    if config.true_sequential:
+        for group in groups:
+            hessians = _collect_hessians(layer, runner, [group], stop_after=group[-1])
+            reports += _solve_group(layer, index, group, hessians[group[0]], config)
+    else:
+        hessians = _collect_hessians(layer, runner, list(groups), stop_after=None)
+        for group in groups:
+            reports += _solve_group(layer, index, group, hessians[group[0]], config)
+    return reports
+
+
+def _collect_hessians(
+    layer: nn.Module, runner: LayerRunner, groups: list[tuple[str, ...]], stop_after: str | None
+) -> dict[str, HessianAccumulator]:
+    # The Linears of a group read the same input: one Hessian, hooked on the first of them.
+    accumulators = {
+        group[0]: HessianAccumulator(layer.get_submodule(group[0]).in_features, runner.device) for group in groups
+    }
+
+    def hook(name: str, x: torch.Tensor, _y: torch.Tensor) -> None:
+        accumulators[name].add_batch(x)
+
+    runner.forward_all(layer, hooks={name: hook for name in accumulators}, stop_after=stop_after)
+    return accumulators
+
+
+def _solve_group(
+    layer: nn.Module, index: int, group: tuple[str, ...], hessian: HessianAccumulator, config: GPTQConfig
+) -> list[LinearReport]:
+    linears = [layer.get_submodule(name) for name in group]
+    start = time.perf_counter()
+    # Rows are independent given H: one solve over the stacked weights of the group.
+    stacked = torch.cat([linear.weight for linear in linears], dim=0)
+    result = gptq_quantize(
+        stacked,
+        hessian.hessian,
+        bits=config.bits,
+        group_size=config.group_size,
+        sym=config.sym,
+        desc_act=config.desc_act,
+        static_groups=config.static_groups,
+        damp_percent=config.damp_percent,
+        damp_auto_increment=config.damp_auto_increment,
+        block_size=config.block_size,
+    )
+    seconds = (time.perf_counter() - start) / len(group)
+    reports = []
+    row = 0
+    for name, linear in zip(group, linears):
+        rows = slice(row, row + linear.out_features)
+        row += linear.out_features
+        module = _gptq_module(linear, result, rows, config)
+        parent, _, child = name.rpartition(".")
+        setattr(layer.get_submodule(parent), child, module)
+        reports.append(
+            LinearReport(
+                layer=index,
+                name=name,
+                in_features=linear.in_features,
+                out_features=linear.out_features,
+                loss=float(result.row_losses[rows].sum()),
+                damp_percent=result.damp_percent,
+                dead_channels=result.dead_channels,
+                seconds=seconds,
+            )
+        )
+    return reports
+
+
+def _gptq_module(linear: nn.Linear, result: GPTQResult, rows: slice, config: GPTQConfig) -> GPTQLinear:
+    qw = result.weight
+    packed = pack_gptq(qw.codes[rows], qw.zeros[:, rows], qw.scales[:, rows], qw.g_idx, config.bits)
+    module = GPTQLinear(
+        linear.in_features,
+        linear.out_features,
+        bits=config.bits,
+        group_size=config.group_size,
+        bias=linear.bias is not None,
+        dtype=linear.weight.dtype,
+        device=linear.weight.device,
+    )
+    for name, tensor in packed.items():
+        getattr(module, name).copy_(tensor)
+    if linear.bias is not None:
+        module.bias.copy_(linear.bias.detach())
+    return module

@@ -1,0 +1,108 @@
+"""The layer-by-layer loop shared by every method and by both sources.
+
+capture layer-0 inputs -> for each decoder layer: load it, quantize it (the method's step),
+run the quantized layer to get the next layer's inputs and each Linear's output error,
+hand the finished layer to the sink. Inputs of layer i+1 are the outputs of the quantized
+layer i, so later layers calibrate against the errors of earlier ones.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from typing import Callable, Protocol
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from tqdm.auto import tqdm
+
+from ..arch import ArchSpec
+from ..calibration.batches import CalibrationSample
+from ..report import LinearReport
+from .capture import LayerInputs, capture_first_layer_inputs
+from .runner import LayerRunner
+
+logger = logging.getLogger(__name__)
+
+# (layer, index, runner) -> per-Linear reports; replaces the layer's Linears in place.
+LayerStep = Callable[[nn.Module, int, LayerRunner], list[LinearReport]]
+
+
+class LayerSink(Protocol):
+    def layer_done(self, index: int, layer: nn.Module, reports: list[LinearReport],
+                   next_hidden: list[torch.Tensor]) -> None: ...
+
+
+def capture_inputs(source, samples: list[CalibrationSample], spec: ArchSpec, device: torch.device,
+                   store_device: torch.device) -> list[LayerInputs]:
+    front = source.front(device)
+    try:
+        first = front.get_submodule(spec.layers_path)[0]
+        layer_types = set(getattr(source.text_config, "layer_types", None) or ["full_attention"])
+        if len(layer_types) > 1:
+            # The mask captured at layer 0 would be wrong for layers of the other kind.
+            raise NotImplementedError(f"models mixing attention kinds {sorted(layer_types)} are not supported")
+        return capture_first_layer_inputs(front, first, samples, device, store_device)
+    finally:
+        source.release_front()
+
+
+def run_layers(
+    source,
+    inputs: list[LayerInputs],
+    step: LayerStep,
+    spec: ArchSpec,
+    sink: LayerSink,
+    *,
+    device: torch.device,
+    store_device: torch.device,
+    start_layer: int = 0,
+    show_progress: bool = True,
+) -> list[LinearReport]:
+    """Quantize layers ``start_layer..`` of ``source``; returns the reports of those layers."""
+    runner = LayerRunner(inputs, device)
+    reports: list[LinearReport] = []
+    started = time.perf_counter()
+    bar = tqdm(range(start_layer, source.num_layers), desc="quantize", unit="layer", disable=not show_progress,
+               initial=0, total=source.num_layers - start_layer)
+    for index in bar:
+        bar.set_postfix_str(f"layer {index}: load")
+        layer = source.layer(index)
+        home = next(layer.parameters()).device
+        layer.to(device)
+        originals = {name: layer.get_submodule(name).weight.detach().clone() for name in spec.quantized_linears}
+        bar.set_postfix_str(f"layer {index}: quantize")
+        layer_reports = step(layer, index, runner)
+        bar.set_postfix_str(f"layer {index}: outputs")
+        next_hidden = _outputs_and_errors(layer, runner, originals, layer_reports, store_device)
+        del originals
+        layer.to(home)
+        sink.layer_done(index, layer, layer_reports, next_hidden)
+        runner.inputs = [LayerInputs(h, s.kwargs, s.token_mask) for h, s in zip(next_hidden, runner.inputs)]
+        reports += layer_reports
+        worst = max(layer_reports, key=lambda r: r.rel_error)
+        logger.info("layer %d done in %.1fs; worst rel. error %.4f (%s)", index,
+                    time.perf_counter() - started, worst.rel_error, worst.name)
+        bar.set_postfix_str(f"layer {index}: worst err {worst.rel_error:.4f} ({worst.name})")
+    bar.close()
+    return reports
+
+
+def _outputs_and_errors(layer: nn.Module, runner: LayerRunner, originals: dict[str, torch.Tensor],
+                        reports: list[LinearReport], store_device: torch.device) -> list[torch.Tensor]:
+    """Run the quantized layer; measure each Linear's error against its original weight."""
+    sums = {name: [0.0, 0.0] for name in originals}
+    biases = {name: getattr(layer.get_submodule(name), "bias", None) for name in originals}
+
+    def hook(name: str, x: torch.Tensor, y: torch.Tensor) -> None:
+        reference = F.linear(x, originals[name].to(x.dtype), biases[name])
+        sums[name][0] += float((y.float() - reference.float()).pow(2).sum())
+        sums[name][1] += float(reference.float().pow(2).sum())
+
+    outputs = runner.forward_all(layer, hooks={name: hook for name in originals}, keep_outputs=True,
+                                 store_device=store_device)
+    for report in reports:
+        err, ref = sums[report.name]
+        report.rel_error = (err / ref) ** 0.5 if ref > 0 else 0.0
+    return outputs

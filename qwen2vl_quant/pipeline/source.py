@@ -1,0 +1,178 @@
+"""Where the pipeline gets the model from: a model already in memory, or a directory streamed
+one decoder layer at a time.
+
+Both give the same things: a "front" model that runs up to the first decoder layer
+(vision tower, merger, embeddings, rotary embeddings), the decoder layers one by one, and
+the config. A directory source never materializes the whole model: decoder layers are
+read from the memory-mapped shards when their turn comes.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+from transformers import AutoProcessor, Qwen2VLConfig, Qwen2VLForConditionalGeneration
+from transformers.models.qwen2_vl.modeling_qwen2_vl import Qwen2VLDecoderLayer
+
+from ..arch import QWEN2_VL
+from ..errors import ModelLoadError
+from .checkpoint import CheckpointReader
+
+logger = logging.getLogger(__name__)
+
+# Modules the front model needs to run up to layer 0; everything else stays on "meta".
+FRONT_MODULES = ("model.visual", "model.language_model.embed_tokens")
+
+
+def read_qwen2vl_config(model_dir: str | Path) -> Qwen2VLConfig:
+    """The model's config, or a one-line ModelLoadError if this is not a Qwen2-VL directory."""
+    model_dir = Path(model_dir)
+    if not model_dir.is_dir():
+        raise ModelLoadError(f"model directory not found: {model_dir}")
+    config_path = model_dir / "config.json"
+    if not config_path.is_file():
+        raise ModelLoadError(f"{model_dir} has no config.json; is it a Hugging Face model directory?")
+    try:
+        raw = json.loads(config_path.read_text())
+    except json.JSONDecodeError as exc:
+        raise ModelLoadError(f"{config_path} is not valid JSON: {exc}") from exc
+    if raw.get("model_type") != QWEN2_VL.model_type:
+        raise ModelLoadError(
+            f"{model_dir} is a {raw.get('model_type')!r} model; qwen2vl-quant handles Qwen2-VL ('qwen2_vl') only"
+        )
+    if raw.get("quantization_config"):
+        method = raw["quantization_config"].get("quant_method")
+        raise ModelLoadError(f"{model_dir} is already quantized ({method}); give the BF16 model")
+    try:
+        return Qwen2VLConfig.from_pretrained(model_dir)
+    except (ValueError, TypeError, KeyError) as exc:
+        raise ModelLoadError(f"{config_path} is not a valid Qwen2-VL config: {exc}") from exc
+
+
+def load_processor(model_dir: str | Path) -> Any:
+    """The model's Qwen2-VL processor (tokenizer + image/video processors + chat template)."""
+    model_dir = Path(model_dir)
+    if not (model_dir / "preprocessor_config.json").is_file() and not (model_dir / "processor_config.json").is_file():
+        raise ModelLoadError(f"{model_dir} has no processor (preprocessor_config.json); copy it from the base model")
+    try:
+        processor = AutoProcessor.from_pretrained(model_dir)
+    except (OSError, ValueError, TypeError, KeyError) as exc:
+        raise ModelLoadError(f"cannot load the processor of {model_dir}: {exc}") from exc
+    if getattr(processor, "chat_template", None) is None and getattr(processor.tokenizer, "chat_template", None) is None:
+        raise ModelLoadError(f"{model_dir} has no chat template; copy chat_template.json from the base model")
+    return processor
+
+
+def build_skeleton(config: Qwen2VLConfig) -> Qwen2VLForConditionalGeneration:
+    """The full module tree with every parameter on the meta device (no memory)."""
+    with torch.device("meta"):
+        model = Qwen2VLForConditionalGeneration(config)
+    return model
+
+
+def rebuild_meta_buffers(model: nn.Module, device: torch.device | str = "cpu") -> None:
+    """Recreate modules whose computed buffers are on meta (rotary ``inv_freq``).
+
+    Those buffers are not in checkpoints; transformers computes them in ``__init__`` from
+    the config, so a fresh module built off the meta device has the right values.
+    """
+    for name, module in list(model.named_modules()):
+        own = [b for b in module.buffers(recurse=False) if b.is_meta]
+        if not own or not name:
+            continue
+        parent_name, _, child = name.rpartition(".")
+        parent = model.get_submodule(parent_name) if parent_name else model
+        with torch.device(device):
+            setattr(parent, child, type(module)(module.config))
+
+
+class DirectorySource:
+    """Streams a Qwen2-VL checkpoint directory: front modules once, then layer by layer."""
+
+    def __init__(self, model_dir: str | Path, dtype: torch.dtype | None = None) -> None:
+        self.model_dir = Path(model_dir)
+        self.config = read_qwen2vl_config(self.model_dir)
+        self.reader = CheckpointReader(self.model_dir)
+        self._check_tensors()
+        self.skeleton = build_skeleton(self.config)
+        self.text_config = self.skeleton.config.text_config
+        self.dtype = dtype or self.reader.get(f"{QWEN2_VL.layer_prefix(0)}.self_attn.q_proj.weight").dtype
+        self.num_layers = self.config.text_config.num_hidden_layers
+
+    def _check_tensors(self) -> None:
+        expected = {name for name, _ in build_skeleton(self.config).named_parameters()}
+        present = set(self.reader.names())
+        # lm_head may be tied to the embeddings and then absent from the checkpoint
+        missing = sorted(expected - present - ({"lm_head.weight"} if self.config.tie_word_embeddings else set()))
+        if missing:
+            shown = ", ".join(missing[:3]) + (f" and {len(missing) - 3} more" if len(missing) > 3 else "")
+            raise ModelLoadError(f"{self.model_dir}: weights are missing from the checkpoint: {shown}")
+
+    def front(self, device: torch.device) -> Qwen2VLForConditionalGeneration:
+        """The model with only the modules before layer 0 loaded, on ``device``."""
+        model = self.skeleton
+        for prefix in FRONT_MODULES:
+            module = model.get_submodule(prefix)
+            module.load_state_dict(_cast(self.reader.get_prefix(prefix), self.dtype), strict=True, assign=True)
+        rebuild_meta_buffers(model, device)
+        for prefix in FRONT_MODULES:
+            model.get_submodule(prefix).to(device)
+        model.eval()
+        return model
+
+    def release_front(self) -> None:
+        """Drop the front modules' weights (back to meta) before the layers are streamed."""
+        for prefix in FRONT_MODULES:
+            self.skeleton.get_submodule(prefix).to("meta")
+
+    def layer(self, index: int) -> nn.Module:
+        """Decoder layer ``index`` read from the shards, on CPU in the model dtype."""
+        with torch.device("meta"):
+            layer = Qwen2VLDecoderLayer(self.text_config, index)
+        state = _cast(self.reader.get_prefix(QWEN2_VL.layer_prefix(index)), self.dtype)
+        layer.load_state_dict(state, strict=True, assign=True)
+        return layer.eval()
+
+    def close(self) -> None:
+        self.reader.close()
+
+
+class ModelSource:
+    """A Qwen2-VL model already in memory; its decoder layers are quantized in place."""
+
+    def __init__(self, model: Qwen2VLForConditionalGeneration) -> None:
+        if getattr(model.config, "model_type", None) != QWEN2_VL.model_type:
+            raise ModelLoadError(f"expected a Qwen2-VL model, got {type(model).__name__}")
+        self.model = model
+        self.config = model.config
+        self.text_config = model.config.text_config
+        self.layers = model.get_submodule(QWEN2_VL.layers_path)
+        self.num_layers = len(self.layers)
+        self.dtype = next(self.layers[0].parameters()).dtype
+        self._devices: dict[int, torch.device] = {}
+
+    def front(self, device: torch.device) -> Qwen2VLForConditionalGeneration:
+        for prefix in FRONT_MODULES:
+            self.model.get_submodule(prefix).to(device)
+        self.model.eval()
+        return self.model
+
+    def release_front(self) -> None:
+        pass
+
+    def layer(self, index: int) -> nn.Module:
+        layer = self.layers[index]
+        self._devices[index] = next(layer.parameters()).device
+        return layer
+
+    def close(self) -> None:
+        pass
+
+
+def _cast(state: dict[str, torch.Tensor], dtype: torch.dtype) -> dict[str, torch.Tensor]:
+    return {k: v.to(dtype) if v.is_floating_point() else v for k, v in state.items()}

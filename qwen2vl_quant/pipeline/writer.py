@@ -1,0 +1,125 @@
+"""Writing checkpoints: size-capped safetensors shards plus the index, into a staging
+directory that becomes the output only when complete.
+
+The staging directory sits beside the output (same filesystem, so the final rename is
+atomic): a run that dies leaves ``.NAME.partial``, never a complete-looking ``NAME``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+from pathlib import Path
+from typing import Callable, Iterable
+
+import torch
+from safetensors.torch import save_file
+
+from ..errors import ConfigError, OutputError
+
+INDEX_FILE = "model.safetensors.index.json"
+_SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([KMGT]?I?B)?\s*$", re.IGNORECASE)
+_UNITS = {"B": 1, "KB": 10**3, "MB": 10**6, "GB": 10**9, "TB": 10**12,
+          "KIB": 2**10, "MIB": 2**20, "GIB": 2**30, "TIB": 2**40}
+
+
+def parse_size(text: str | int) -> int:
+    """'4GB' -> 4_000_000_000 (decimal units as transformers uses; KiB/MiB/GiB binary)."""
+    if isinstance(text, int):
+        return text
+    match = _SIZE.match(str(text))
+    if not match:
+        raise ConfigError(f"cannot read size {text!r}; write it like 4GB, 500MB or 2GiB")
+    value = float(match.group(1)) * _UNITS[(match.group(2) or "B").upper()]
+    if value < 1:
+        raise ConfigError(f"size {text!r} must be positive")
+    return int(value)
+
+
+def tensor_bytes(tensor: torch.Tensor) -> int:
+    return tensor.numel() * tensor.element_size()
+
+
+def plan_shards(sizes: dict[str, int], max_shard_bytes: int) -> list[list[str]]:
+    """Greedy split of keys (in sorted order, for determinism) into shards under the cap.
+
+    A tensor larger than the cap gets a shard of its own, as transformers does.
+    """
+    shards: list[list[str]] = [[]]
+    used = 0
+    for key in sorted(sizes):
+        if shards[-1] and used + sizes[key] > max_shard_bytes:
+            shards.append([])
+            used = 0
+        shards[-1].append(key)
+        used += sizes[key]
+    return shards
+
+
+def write_shards(
+    directory: Path, sizes: dict[str, int], load: Callable[[list[str]], dict[str, torch.Tensor]], max_shard_bytes: int
+) -> dict:
+    """Write ``model-0000i-of-0000n.safetensors`` files and the index; ``load(keys)`` gives
+    the tensors of one shard, so only one shard is ever in memory."""
+    plan = plan_shards(sizes, max_shard_bytes)
+    weight_map: dict[str, str] = {}
+    for number, keys in enumerate(plan, start=1):
+        filename = f"model-{number:05d}-of-{len(plan):05d}.safetensors"
+        tensors = {k: t.contiguous() for k, t in load(keys).items()}
+        save_file(tensors, str(directory / filename), metadata={"format": "pt"})
+        _make_readable(directory / filename)
+        weight_map.update({key: filename for key in keys})
+        del tensors
+    index = {"metadata": {"total_size": sum(sizes.values())}, "weight_map": dict(sorted(weight_map.items()))}
+    write_json(directory / INDEX_FILE, index)
+    return index
+
+
+def _make_readable(path: Path) -> None:
+    # safetensors creates files as 0600; checkpoints are meant to be shared like the
+    # other files of the directory, so apply the usual umask-derived mode.
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(path, 0o666 & ~umask)
+
+
+def write_json(path: Path, data: dict) -> None:
+    """Write JSON through a temporary file and rename, so a reader never sees half a file."""
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(data, indent=2, sort_keys=False) + "\n")
+    os.replace(tmp, path)
+
+
+def staging_path(out_dir: Path) -> Path:
+    return out_dir.parent / f".{out_dir.name}.partial"
+
+
+def check_output_dir(out_dir: Path, overwrite: bool, inputs: Iterable[Path] = ()) -> None:
+    """Refuse an output that would clobber the input or an existing non-empty directory."""
+    out = out_dir.resolve()
+    for source in inputs:
+        source = Path(source).resolve()
+        if out == source or source in out.parents or out in source.parents:
+            raise OutputError(f"output {out_dir} overlaps the input model {source}; choose another directory")
+    if out_dir.exists() and not out_dir.is_dir():
+        raise OutputError(f"output {out_dir} exists and is not a directory")
+    if out_dir.is_dir() and any(out_dir.iterdir()) and not overwrite:
+        raise OutputError(f"output directory {out_dir} is not empty; pass --overwrite to replace it")
+    if not out_dir.parent.exists():
+        raise OutputError(f"parent directory of {out_dir} does not exist")
+    if not os.access(out_dir.parent, os.W_OK):
+        raise OutputError(f"cannot write to {out_dir.parent}")
+
+
+def publish(staging: Path, out_dir: Path) -> None:
+    """Move the finished staging directory into place, replacing an old output if any."""
+    old = out_dir.parent / f".{out_dir.name}.old"
+    if old.exists():
+        shutil.rmtree(old)
+    if out_dir.exists():
+        os.replace(out_dir, old)
+    os.replace(staging, out_dir)
+    if old.exists():
+        shutil.rmtree(old)
