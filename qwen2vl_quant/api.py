@@ -22,11 +22,11 @@ from torch import nn
 from . import __version__
 from .arch import QWEN2_VL, key_for_module_name, layer_index_of
 from .calibration.batches import CalibrationSample, build_samples
-from .config import CalibrationConfig, GPTQConfig
+from .config import CalibrationConfig, GPTQConfig, RTNConfig
 from .errors import ConfigError
 from .formats import gptq as gptq_format
 from .pipeline.checkpoint import safetensors_sizes
-from .pipeline.gptq_layer import quantize_layer_gptq
+from .pipeline.gptq_layer import quantize_layer_gptq, quantize_layer_rtn
 from .pipeline.layerwise import LayerStep, capture_inputs, run_layers
 from .pipeline.source import DirectorySource, ModelSource, load_processor
 from .pipeline.staging import Staging
@@ -35,7 +35,7 @@ from .report import LinearReport, QuantReport
 
 logger = logging.getLogger(__name__)
 
-QuantConfig = GPTQConfig
+QuantConfig = GPTQConfig | RTNConfig
 # Files of a model directory that describe the processor, tokenizer and generation defaults.
 PROCESSOR_FILE_SUFFIXES = (".json", ".jinja", ".txt", ".model", ".tiktoken")
 NOT_COPIED = {"config.json", "model.safetensors.index.json"}
@@ -64,7 +64,7 @@ def quantize(
     compute = _device(device)
     samples, summary = _samples(calib_data, processor, calibration)
     started = time.perf_counter()
-    inputs = capture_inputs(source, samples, QWEN2_VL, compute, compute)
+    inputs = capture_inputs(source, samples, QWEN2_VL, compute, compute, show_progress)
     linears = run_layers(source, inputs, _step(config), QWEN2_VL, _NoSink(), device=compute,
                          store_device=compute, show_progress=show_progress)
     model.config.quantization_config = _quantization_config(config)
@@ -111,7 +111,7 @@ def quantize_checkpoint(
             inputs = staging.load_inputs()
             inputs = [dataclasses.replace(s, hidden=s.hidden.to(store)) for s in inputs]
         else:
-            inputs = capture_inputs(source, samples, QWEN2_VL, compute, store)
+            inputs = capture_inputs(source, samples, QWEN2_VL, compute, store, show_progress)
             staging.save_captured(inputs)
         sink = _StagingSink(staging, source.reader.legacy_keys)
         run_layers(source, inputs, _step(config), QWEN2_VL, sink, device=compute, store_device=store,
@@ -163,14 +163,17 @@ def save_quantized(
 def _step(config: QuantConfig) -> LayerStep:
     if isinstance(config, GPTQConfig):
         return lambda layer, index, runner: quantize_layer_gptq(layer, index, runner, QWEN2_VL, config)
+    if isinstance(config, RTNConfig):
+        return lambda layer, index, runner: quantize_layer_rtn(layer, index, QWEN2_VL, config)
     raise ConfigError(f"unsupported config type {type(config).__name__}")
 
 
 def _quantization_config(config: QuantConfig) -> dict[str, Any]:
+    gptq = config if isinstance(config, GPTQConfig) else GPTQConfig(config.bits, config.group_size, config.sym)
     return gptq_format.quantization_config(
-        bits=config.bits, group_size=config.group_size, sym=config.sym, desc_act=config.desc_act,
-        static_groups=config.static_groups, damp_percent=config.damp_percent,
-        true_sequential=config.true_sequential, tool_version=__version__,
+        bits=gptq.bits, group_size=gptq.group_size, sym=gptq.sym, desc_act=gptq.desc_act,
+        static_groups=gptq.static_groups, damp_percent=gptq.damp_percent,
+        true_sequential=gptq.true_sequential, tool_version=__version__,
     )
 
 

@@ -75,6 +75,23 @@ class GPTQConfig:
         return cls(**kwargs)
 
 
+@dataclass(frozen=True)
+class RTNConfig:
+    """Round-to-nearest, no calibration of the weights: the baseline in every comparison.
+
+    Written in the GPTQ checkpoint format (no act-order), so it loads wherever GPTQ does.
+    """
+
+    bits: int = 4
+    group_size: int = 128
+    sym: bool = True
+
+    method = "rtn"
+
+    def __post_init__(self) -> None:
+        _check_bits_and_group(self.bits, self.group_size)
+
+
 def _check_bits_and_group(bits: int, group_size: int) -> None:
     if bits not in SUPPORTED_BITS:
         raise ConfigError(f"bits must be one of {SUPPORTED_BITS}, got {bits}")

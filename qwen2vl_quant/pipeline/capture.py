@@ -35,7 +35,12 @@ class LayerInputs:
 
 
 def capture_first_layer_inputs(
-    model: nn.Module, first_layer: nn.Module, samples: list[CalibrationSample], device: torch.device, store_device: torch.device
+    model: nn.Module,
+    first_layer: nn.Module,
+    samples: list[CalibrationSample],
+    device: torch.device,
+    store_device: torch.device,
+    show_progress: bool = True,
 ) -> list[LayerInputs]:
     """Run ``model`` on each sample up to ``first_layer`` and return what that layer got."""
     captured: list[LayerInputs] = []
@@ -50,7 +55,8 @@ def capture_first_layer_inputs(
     handle = first_layer.register_forward_pre_hook(hook, with_kwargs=True)
     try:
         with torch.inference_mode():
-            for sample in tqdm(samples, desc="capture layer-0 inputs", unit="sample", leave=False):
+            for sample in tqdm(samples, desc="capture layer-0 inputs", unit="sample", leave=False,
+                               disable=not show_progress):
                 current.clear()
                 current["mask"] = sample.token_mask.to(store_device)
                 inputs = {k: v.to(device) for k, v in sample.inputs.items()}

@@ -12,9 +12,10 @@ import time
 import torch
 from torch import nn
 
-from ..algorithms.gptq import GPTQResult, HessianAccumulator, gptq_quantize
+from ..algorithms.gptq import HessianAccumulator, QuantizedWeight, gptq_quantize
+from ..algorithms.rtn import rtn_quantize
 from ..arch import ArchSpec
-from ..config import GPTQConfig
+from ..config import GPTQConfig, RTNConfig
 from ..formats.gptq import pack_gptq
 from ..modules.quant_linear import GPTQLinear
 from ..report import LinearReport
@@ -35,6 +36,19 @@ def quantize_layer_gptq(
         hessians = _collect_hessians(layer, runner, list(groups), stop_after=None)
         for group in groups:
             reports += _solve_group(layer, index, group, hessians[group[0]], config)
+    return reports
+
+
+def quantize_layer_rtn(layer: nn.Module, index: int, spec: ArchSpec, config: RTNConfig) -> list[LinearReport]:
+    """Round-to-nearest baseline, packed like GPTQ without act-order."""
+    reports = []
+    for name in spec.quantized_linears:
+        linear = layer.get_submodule(name)
+        start = time.perf_counter()
+        qw = rtn_quantize(linear.weight, bits=config.bits, group_size=config.group_size, sym=config.sym)
+        _replace(layer, name, _gptq_module(linear, qw, config.bits, config.group_size))
+        reports.append(LinearReport(layer=index, name=name, in_features=linear.in_features,
+                                    out_features=linear.out_features, seconds=time.perf_counter() - start))
     return reports
 
 
@@ -78,9 +92,9 @@ def _solve_group(
     for name, linear in zip(group, linears):
         rows = slice(row, row + linear.out_features)
         row += linear.out_features
-        module = _gptq_module(linear, result, rows, config)
-        parent, _, child = name.rpartition(".")
-        setattr(layer.get_submodule(parent), child, module)
+        qw = result.weight
+        part = QuantizedWeight(qw.codes[rows], qw.scales[:, rows], qw.zeros[:, rows], qw.g_idx, qw.bits, qw.group_size)
+        _replace(layer, name, _gptq_module(linear, part, config.bits, config.group_size))
         reports.append(
             LinearReport(
                 layer=index,
@@ -96,14 +110,18 @@ def _solve_group(
     return reports
 
 
-def _gptq_module(linear: nn.Linear, result: GPTQResult, rows: slice, config: GPTQConfig) -> GPTQLinear:
-    qw = result.weight
-    packed = pack_gptq(qw.codes[rows], qw.zeros[:, rows], qw.scales[:, rows], qw.g_idx, config.bits)
+def _replace(layer: nn.Module, name: str, module: nn.Module) -> None:
+    parent, _, child = name.rpartition(".")
+    setattr(layer.get_submodule(parent), child, module)
+
+
+def _gptq_module(linear: nn.Linear, qw: QuantizedWeight, bits: int, group_size: int) -> GPTQLinear:
+    packed = pack_gptq(qw.codes, qw.zeros, qw.scales, qw.g_idx, bits)
     module = GPTQLinear(
         linear.in_features,
         linear.out_features,
-        bits=config.bits,
-        group_size=config.group_size,
+        bits=bits,
+        group_size=group_size,
         bias=linear.bias is not None,
         dtype=linear.weight.dtype,
         device=linear.weight.device,

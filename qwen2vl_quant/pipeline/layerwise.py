@@ -35,7 +35,7 @@ class LayerSink(Protocol):
 
 
 def capture_inputs(source, samples: list[CalibrationSample], spec: ArchSpec, device: torch.device,
-                   store_device: torch.device) -> list[LayerInputs]:
+                   store_device: torch.device, show_progress: bool = True) -> list[LayerInputs]:
     front = source.front(device)
     try:
         first = front.get_submodule(spec.layers_path)[0]
@@ -43,7 +43,7 @@ def capture_inputs(source, samples: list[CalibrationSample], spec: ArchSpec, dev
         if len(layer_types) > 1:
             # The mask captured at layer 0 would be wrong for layers of the other kind.
             raise NotImplementedError(f"models mixing attention kinds {sorted(layer_types)} are not supported")
-        return capture_first_layer_inputs(front, first, samples, device, store_device)
+        return capture_first_layer_inputs(front, first, samples, device, store_device, show_progress)
     finally:
         source.release_front()
 

@@ -1,0 +1,46 @@
+"""Session-wide fixtures: random-weight Qwen2-VL checkpoints and calibration samples.
+
+Built once per test session (a second or two each on a 2-core CPU) by
+``qwen2vl_quant.tiny_model``; nothing is downloaded.
+"""
+
+import os
+
+import pytest
+
+# No test may reach the model hub: every directory the tests load is built locally.
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+
+from qwen2vl_quant.tiny_model import build_tiny_qwen2vl, make_test_images, sample_conversations  # noqa: E402
+
+
+@pytest.fixture(scope="session")
+def tiny_model_dir(tmp_path_factory):
+    """Preset "tiny", one model.safetensors, BF16, with outlier channels."""
+    return build_tiny_qwen2vl(tmp_path_factory.mktemp("tiny") / "model", preset="tiny")
+
+
+@pytest.fixture(scope="session")
+def tiny_sharded_model_dir(tmp_path_factory):
+    """Same weights as ``tiny_model_dir``, sharded into several files with an index json."""
+    return build_tiny_qwen2vl(tmp_path_factory.mktemp("tiny_sharded") / "model", preset="tiny",
+                              shard_size="200KB")
+
+
+@pytest.fixture(scope="session")
+def small_model_dir(tmp_path_factory):
+    """Preset "small": every K divisible by 128, so the default group size works."""
+    return build_tiny_qwen2vl(tmp_path_factory.mktemp("small") / "model", preset="small")
+
+
+@pytest.fixture(scope="session")
+def test_images(tmp_path_factory):
+    """Four small deterministic PNGs (56x84 to 112x112 px)."""
+    return make_test_images(tmp_path_factory.mktemp("images"), n=4, seed=0)
+
+
+@pytest.fixture(scope="session")
+def calib_conversations(test_images):
+    """Qwen2-VL message-format conversations: text only, single image, two images, video."""
+    return sample_conversations(test_images)

@@ -1,0 +1,76 @@
+"""Capturing layer-0 inputs: replaying them through the decoder layers gives the model's own
+hidden states, for text, image and video samples, from memory and from a streamed directory."""
+
+import pytest
+import torch
+from transformers import AutoProcessor, Qwen2VLForConditionalGeneration
+
+from qwen2vl_quant.arch import QWEN2_VL
+from qwen2vl_quant.calibration.batches import build_samples
+from qwen2vl_quant.pipeline.capture import StopForward
+from qwen2vl_quant.pipeline.layerwise import capture_inputs
+from qwen2vl_quant.pipeline.source import DirectorySource, ModelSource
+
+CPU = torch.device("cpu")
+
+
+@pytest.fixture(scope="module")
+def setup(tiny_sharded_model_dir, calib_conversations):
+    model = Qwen2VLForConditionalGeneration.from_pretrained(tiny_sharded_model_dir, dtype=torch.bfloat16).eval()
+    processor = AutoProcessor.from_pretrained(tiny_sharded_model_dir)
+    samples, summary = build_samples(calib_conversations, processor, num_samples=None, seed=0,
+                                     min_pixels=None, max_pixels=None, max_length=4096)
+    assert summary.image_tokens > 0 and summary.video_tokens > 0
+    return model, samples
+
+
+def replay(layers, inputs):
+    outputs = []
+    with torch.inference_mode():
+        for sample in inputs:
+            hidden = sample.hidden
+            for layer in layers:
+                hidden = layer(hidden, **sample.kwargs)
+            outputs.append(hidden)
+    return outputs
+
+
+def reference_hidden(model, samples):
+    final = []
+    handle = model.model.language_model.norm.register_forward_pre_hook(lambda m, args: final.append(args[0]))
+    try:
+        with torch.inference_mode():
+            for sample in samples:
+                model(**sample.inputs, use_cache=False)
+    finally:
+        handle.remove()
+    return final
+
+
+@pytest.mark.parametrize("source_kind", ["memory", "directory"])
+def test_replayed_inputs_reproduce_the_models_hidden_states(setup, tiny_sharded_model_dir, source_kind):
+    model, samples = setup
+    source = ModelSource(model) if source_kind == "memory" else DirectorySource(tiny_sharded_model_dir)
+    inputs = capture_inputs(source, samples, QWEN2_VL, CPU, CPU)
+    assert len(inputs) == len(samples)
+    kw = inputs[0].kwargs
+    cos, sin = kw["position_embeddings"]
+    assert cos.shape[-1] == model.config.text_config.hidden_size // model.config.text_config.num_attention_heads
+    layers = [source.layer(i) for i in range(source.num_layers)]
+    for got, want in zip(replay(layers, inputs), reference_hidden(model, samples)):
+        torch.testing.assert_close(got, want, rtol=0, atol=0)
+
+
+def test_vision_samples_use_mrope_positions(setup):
+    model, samples = setup
+    inputs = capture_inputs(ModelSource(model), samples, QWEN2_VL, CPU, CPU)
+    image_sample = next(i for i, s in enumerate(samples) if "pixel_values" in s.inputs)
+    cos, _ = inputs[image_sample].kwargs["position_embeddings"]
+    seq = samples[image_sample].inputs["input_ids"].shape[1]
+    # With M-RoPE the image tokens share temporal positions: the cos table is not the 1-D one.
+    text_only = model.model.language_model.rotary_emb(cos, torch.arange(seq).view(1, 1, -1).expand(3, 1, -1))[0]
+    assert not torch.equal(cos, text_only)
+
+
+def test_stop_exception_is_not_a_value_error():
+    assert not issubclass(StopForward, ValueError)

@@ -1,0 +1,108 @@
+"""GPTQ as a pure function: options, damping, dead channels, act-order bookkeeping."""
+
+import pytest
+import torch
+
+from qwen2vl_quant.algorithms.gptq import HessianAccumulator, gptq_quantize
+from qwen2vl_quant.algorithms.rtn import rtn_quantize
+
+
+def correlated_inputs(tokens=2048, columns=256, seed=0):
+    """Activations with correlated channels and a few outlier channels, as in real LLMs."""
+    gen = torch.Generator().manual_seed(seed)
+    basis = torch.randn(columns // 4, columns, generator=gen)
+    x = torch.randn(tokens, columns // 4, generator=gen) @ basis / 4 + 0.3 * torch.randn(tokens, columns, generator=gen)
+    x[:, :6] *= 15
+    return x
+
+
+def output_error(x, w, q):
+    return float((x @ (w - q).T).norm() / (x @ w.T).norm())
+
+
+@pytest.fixture(scope="module")
+def problem():
+    gen = torch.Generator().manual_seed(1)
+    x = correlated_inputs()
+    w = torch.randn(192, 256, generator=gen) * 0.05
+    acc = HessianAccumulator(256)
+    for chunk in x.split(300):
+        acc.add_batch(chunk)
+    return x, w, acc.hessian
+
+
+OPTIONS = [
+    dict(bits=4, group_size=128, sym=True),
+    dict(bits=4, group_size=32, sym=False),
+    dict(bits=4, group_size=-1, sym=True),
+    dict(bits=4, group_size=64, sym=True, desc_act=True),
+    dict(bits=4, group_size=64, sym=True, desc_act=True, static_groups=True),
+    dict(bits=8, group_size=128, sym=True),
+    dict(bits=8, group_size=128, sym=False, desc_act=True),
+]
+
+
+@pytest.mark.parametrize("options", OPTIONS, ids=lambda o: "-".join(f"{k}={v}" for k, v in o.items()))
+def test_gptq_beats_round_to_nearest(problem, options):
+    x, w, hessian = problem
+    result = gptq_quantize(w, hessian, **options)
+    rtn = rtn_quantize(w, bits=options["bits"], group_size=options["group_size"], sym=options["sym"])
+    gptq_err = output_error(x, w, result.weight.dequantize())
+    rtn_err = output_error(x, w, rtn.dequantize())
+    assert gptq_err < 0.8 * rtn_err, (gptq_err, rtn_err)
+    codes = result.weight.codes
+    assert codes.dtype == torch.uint8 and int(codes.max()) <= 2 ** options["bits"] - 1
+
+
+def test_hessian_is_mean_of_outer_products_over_real_tokens():
+    x = torch.randn(3, 10, 8)
+    mask = torch.zeros(3, 10, dtype=torch.bool)
+    mask[:, :7] = True
+    acc = HessianAccumulator(8)
+    acc.add_batch(x[:2], mask[:2])
+    acc.add_batch(x[2:], mask[2:])
+    real = x[:, :7].reshape(-1, 8)
+    torch.testing.assert_close(acc.hessian, 2 * real.T @ real / real.shape[0], rtol=1e-5, atol=1e-5)
+    assert acc.tokens == 21
+
+
+def test_act_order_group_index_follows_the_permutation(problem):
+    _, w, hessian = problem
+    result = gptq_quantize(w, hessian, bits=4, group_size=64, sym=True, desc_act=True)
+    g_idx = result.weight.g_idx
+    order = torch.argsort(torch.diag(hessian), descending=True)
+    # the j-th most active channel belongs to group j // 64
+    assert torch.equal(g_idx[order].long(), torch.arange(256) // 64)
+    static = gptq_quantize(w, hessian, bits=4, group_size=64, sym=True, desc_act=True, static_groups=True)
+    assert torch.equal(static.weight.g_idx.long(), torch.arange(256) // 64)
+
+
+def test_dead_input_channels_are_quantized_to_zero(problem):
+    x, w, _ = problem
+    x = x.clone()
+    x[:, [3, 100]] = 0
+    acc = HessianAccumulator(256)
+    acc.add_batch(x)
+    result = gptq_quantize(w, acc.hessian, bits=4, group_size=128, sym=True)
+    assert result.dead_channels == 2
+    assert torch.all(result.weight.dequantize()[:, [3, 100]] == 0)
+
+
+def test_damping_grows_until_the_hessian_is_positive_definite(problem):
+    _, w, hessian = problem
+    # Shift the spectrum so that the default 1 % damping leaves a negative eigenvalue.
+    shift = 0.03 * torch.diag(hessian).mean()
+    indefinite = hessian - shift * torch.eye(256)
+    assert torch.linalg.eigvalsh(indefinite + 0.01 * torch.diag(hessian).mean() * torch.eye(256)).min() < 0
+    result = gptq_quantize(w, indefinite, bits=4, group_size=128, sym=True, damp_percent=0.01, damp_auto_increment=0.01)
+    assert result.damp_percent > 0.01
+    assert torch.isfinite(result.weight.dequantize()).all()
+    with pytest.raises(RuntimeError, match="not positive definite"):
+        gptq_quantize(w, indefinite, bits=4, group_size=128, sym=True, damp_percent=0.01, damp_auto_increment=0.0)
+
+
+def test_symmetric_grid_has_the_middle_zero(problem):
+    _, w, hessian = problem
+    for bits in (4, 8):
+        result = gptq_quantize(w, hessian, bits=bits, group_size=128, sym=True)
+        assert torch.all(result.weight.zeros == 2 ** (bits - 1))
