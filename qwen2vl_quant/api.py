@@ -20,17 +20,25 @@ import torch
 from torch import nn
 
 from . import __version__
-from .arch import QWEN2_VL, key_for_module_name, layer_index_of
+from .arch import QWEN2_VL, key_for_module_name, layer_index_of, module_name_for_key
 from .calibration.batches import CalibrationSample, build_samples
 from .config import CalibrationConfig, GPTQConfig, RTNConfig
 from .errors import ConfigError
 from .formats import gptq as gptq_format
-from .pipeline.checkpoint import safetensors_sizes
+from .pipeline.safetensors_io import StoredTensor, read_header
 from .pipeline.gptq_layer import quantize_layer_gptq, quantize_layer_rtn
 from .pipeline.layerwise import LayerStep, capture_inputs, run_layers
 from .pipeline.source import DirectorySource, ModelSource, load_processor
 from .pipeline.staging import Staging
-from .pipeline.writer import check_output_dir, parse_size, publish, staging_path, write_json, write_shards
+from .pipeline.writer import (
+    check_output_dir,
+    parse_size,
+    publish,
+    staging_path,
+    write_json,
+    write_shards,
+    write_shards_from_stored,
+)
 from .report import LinearReport, QuantReport
 
 logger = logging.getLogger(__name__)
@@ -149,8 +157,7 @@ def save_quantized(
     if model.config.tie_word_embeddings:
         state.pop("lm_head.weight", None)
     tensors = {key_for_module_name(name, legacy=True): t.detach().cpu() for name, t in state.items()}
-    sizes = {k: t.numel() * t.element_size() for k, t in tensors.items()}
-    write_shards(staging, sizes, lambda keys: {k: tensors[k] for k in keys}, max_shard_bytes)
+    write_shards(staging, tensors, max_shard_bytes)
     model.config.save_pretrained(staging)
     if getattr(model, "generation_config", None) is not None:
         model.generation_config.save_pretrained(staging)
@@ -257,37 +264,17 @@ class _StagingSink:
 
 def _write_output(staging: Staging, source: DirectorySource, config: QuantConfig, max_shard_bytes: int,
                   report: QuantReport) -> None:
-    """Shards from the untouched tensors of the input plus the finished layers; config;
-    processor files. Tensors outside the decoder layers are copied byte for byte."""
-    origin: dict[str, tuple[Path, str]] = {}
-    sizes: dict[str, int] = {}
+    """Shards from the untouched tensors of the input plus the finished layers (both copied
+    as bytes, one chunk in memory at a time); config; processor files."""
     reader = source.reader
-    for name in reader.names():
-        if layer_index_of(name) is None:
-            key = reader.key_of[name]
-            origin[key] = (reader.file_of(name), key)
-    for path in {p for p, _ in origin.values()}:
-        file_sizes = safetensors_sizes(path)
-        sizes.update({k: file_sizes[k] for k, (p, _) in origin.items() if p == path})
+    stored: dict[str, StoredTensor] = {}
+    for filename in sorted(set(reader.key_to_file.values())):
+        for key, tensor in read_header(source.model_dir / filename).items():
+            if layer_index_of(module_name_for_key(key)) is None:
+                stored[key] = tensor
     for path in staging.layer_files():
-        for key, size in safetensors_sizes(path).items():
-            origin[key] = (path, key)
-            sizes[key] = size
-
-    def load(keys: list[str]) -> dict[str, torch.Tensor]:
-        from safetensors import safe_open
-
-        out: dict[str, torch.Tensor] = {}
-        by_file: dict[Path, list[str]] = {}
-        for key in keys:
-            by_file.setdefault(origin[key][0], []).append(key)
-        for path, file_keys in by_file.items():
-            with safe_open(str(path), framework="pt", device="cpu") as handle:
-                for key in file_keys:
-                    out[key] = handle.get_tensor(origin[key][1])
-        return out
-
-    write_shards(staging.path, sizes, load, max_shard_bytes)
+        stored.update(read_header(path))
+    write_shards_from_stored(staging.path, stored, max_shard_bytes)
     raw_config = json.loads((source.model_dir / "config.json").read_text())
     raw_config["quantization_config"] = _quantization_config(config)
     write_json(staging.path / "config.json", raw_config)

@@ -7,7 +7,6 @@ pipeline can stream a 72B checkpoint through a machine with a fraction of its si
 from __future__ import annotations
 
 import json
-import struct
 from pathlib import Path
 
 import torch
@@ -91,10 +90,3 @@ class CheckpointReader:
             handle.__exit__(None, None, None)
         self._handles.clear()
 
-
-def safetensors_sizes(path: Path) -> dict[str, int]:
-    """Byte size of every tensor in a safetensors file, from its header alone."""
-    with open(path, "rb") as handle:
-        (length,) = struct.unpack("<Q", handle.read(8))
-        header = json.loads(handle.read(length))
-    return {k: v["data_offsets"][1] - v["data_offsets"][0] for k, v in header.items() if k != "__metadata__"}

@@ -12,12 +12,13 @@ import os
 import re
 import shutil
 from pathlib import Path
-from typing import Callable, Iterable
+from typing import Iterable
 
 import torch
 from safetensors.torch import save_file
 
 from ..errors import ConfigError, OutputError
+from .safetensors_io import StoredTensor, write_from_stored
 
 INDEX_FILE = "model.safetensors.index.json"
 _SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([KMGT]?I?B)?\s*$", re.IGNORECASE)
@@ -58,21 +59,37 @@ def plan_shards(sizes: dict[str, int], max_shard_bytes: int) -> list[list[str]]:
     return shards
 
 
-def write_shards(
-    directory: Path, sizes: dict[str, int], load: Callable[[list[str]], dict[str, torch.Tensor]], max_shard_bytes: int
-) -> dict:
-    """Write ``model-0000i-of-0000n.safetensors`` files and the index; ``load(keys)`` gives
-    the tensors of one shard, so only one shard is ever in memory."""
-    plan = plan_shards(sizes, max_shard_bytes)
+def shard_name(number: int, total: int) -> str:
+    return f"model-{number:05d}-of-{total:05d}.safetensors"
+
+
+def write_shards(directory: Path, tensors: dict[str, torch.Tensor], max_shard_bytes: int) -> dict:
+    """Shards of in-memory tensors (``save_quantized``) plus the index."""
+    plan = plan_shards({k: tensor_bytes(t) for k, t in tensors.items()}, max_shard_bytes)
     weight_map: dict[str, str] = {}
     for number, keys in enumerate(plan, start=1):
-        filename = f"model-{number:05d}-of-{len(plan):05d}.safetensors"
-        tensors = {k: t.contiguous() for k, t in load(keys).items()}
-        save_file(tensors, str(directory / filename), metadata={"format": "pt"})
+        filename = shard_name(number, len(plan))
+        save_file({k: tensors[k].contiguous() for k in keys}, str(directory / filename), metadata={"format": "pt"})
         _make_readable(directory / filename)
         weight_map.update({key: filename for key in keys})
-        del tensors
-    index = {"metadata": {"total_size": sum(sizes.values())}, "weight_map": dict(sorted(weight_map.items()))}
+    return _write_index(directory, weight_map, sum(tensor_bytes(t) for t in tensors.values()))
+
+
+def write_shards_from_stored(directory: Path, stored: dict[str, StoredTensor], max_shard_bytes: int) -> dict:
+    """Shards assembled by copying tensors' bytes out of other safetensors files (streamed
+    runs): memory stays at one copy chunk whatever the shard size."""
+    plan = plan_shards({k: s.nbytes for k, s in stored.items()}, max_shard_bytes)
+    weight_map: dict[str, str] = {}
+    for number, keys in enumerate(plan, start=1):
+        filename = shard_name(number, len(plan))
+        write_from_stored(directory / filename, {k: stored[k] for k in keys})
+        _make_readable(directory / filename)
+        weight_map.update({key: filename for key in keys})
+    return _write_index(directory, weight_map, sum(s.nbytes for s in stored.values()))
+
+
+def _write_index(directory: Path, weight_map: dict[str, str], total_size: int) -> dict:
+    index = {"metadata": {"total_size": total_size}, "weight_map": dict(sorted(weight_map.items()))}
     write_json(directory / INDEX_FILE, index)
     return index
 
