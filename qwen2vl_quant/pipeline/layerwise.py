@@ -25,8 +25,11 @@ from .runner import LayerRunner
 
 logger = logging.getLogger(__name__)
 
-# (layer, index, runner) -> per-Linear reports; replaces the layer's Linears in place.
-LayerStep = Callable[[nn.Module, int, LayerRunner], list[LinearReport]]
+# (layer, index, runner, originals) -> per-Linear reports. A step replaces the layer's
+# Linears in place. ``originals`` maps each Linear to the float weight its quantized
+# version is measured against; a step that rewrites the float model (AWQ folds its scales
+# into norms and weights) updates it to the rewritten, still unquantized weights.
+LayerStep = Callable[[nn.Module, int, LayerRunner, dict[str, torch.Tensor]], list[LinearReport]]
 
 
 class LayerSink(Protocol):
@@ -73,7 +76,7 @@ def run_layers(
         layer.to(device)
         originals = {name: layer.get_submodule(name).weight.detach().clone() for name in spec.quantized_linears}
         bar.set_postfix_str(f"layer {index}: quantize")
-        layer_reports = step(layer, index, runner)
+        layer_reports = step(layer, index, runner, originals)
         bar.set_postfix_str(f"layer {index}: outputs")
         next_hidden = _outputs_and_errors(layer, runner, originals, layer_reports, store_device)
         del originals
