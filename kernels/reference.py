@@ -15,6 +15,9 @@ GPTQ (AutoGPTQ / GPTQModel / transformers / vLLM "gptq" checkpoints):
     g_idx   int32 [K]          group of each input row (act-order permutes it)
     checkpoint_format "gptq" (v1) stores zero - 1, so the true zero is stored + 1
     (AutoGPTQ's historical off-by-one, kept by every loader); "gptq_v2" stores it raw.
+    A true zero of 0 cannot be stored in v1: no loader wraps it back (GPTQModel adds
+    0x11111111 to the packed word, carrying into the next field; vLLM's exllama kernel
+    reads 16), so our quantizer never produces one (algorithms/quantizer.py, min_zero).
     W[k, n] = (q[k, n] - z[g_idx[k], n]) * s[g_idx[k], n]
 
 AWQ GEMM (AutoAWQ "gemm" version, read by transformers/gptqmodel/vLLM):
@@ -81,9 +84,7 @@ def dequantize_gptq(
     q = unpack_rows(qweight, bits)
     z = unpack_cols(qzeros, bits)
     if v1_zero_offset:
-        # v1 stores zero - 1; loaders mask the sum back into range (gptqmodel's v1->v2
-        # conversion does the same), so a stored 2**bits - 1 means a true zero of 0.
-        z = (z + 1) & ((1 << bits) - 1)
+        z = z + 1  # v1 stores zero - 1 (never 0 - 1, see the module docstring)
     g = g_idx.long()
     out = (q - z[g]).to(torch.float32) * scales[g].to(torch.float32)
     return out.to(dtype or scales.dtype)

@@ -169,9 +169,9 @@ def save_quantized(
 
 def _step(config: QuantConfig) -> LayerStep:
     if isinstance(config, GPTQConfig):
-        return lambda layer, index, runner, originals: quantize_layer_gptq(layer, index, runner, QWEN2_VL, config)
+        return lambda layer, index, runner, meter: quantize_layer_gptq(layer, index, runner, meter, QWEN2_VL, config)
     if isinstance(config, RTNConfig):
-        return lambda layer, index, runner, originals: quantize_layer_rtn(layer, index, QWEN2_VL, config)
+        return lambda layer, index, runner, meter: quantize_layer_rtn(layer, index, runner, meter, config)
     raise ConfigError(f"unsupported config type {type(config).__name__}")
 
 

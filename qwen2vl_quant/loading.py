@@ -17,8 +17,12 @@ from .pipeline.checkpoint import CheckpointReader
 from .pipeline.source import build_skeleton, rebuild_meta_buffers
 
 
-def load_quantized(path: str | Path, device: str | torch.device = "cpu") -> Qwen2VLForConditionalGeneration:
-    """A quantized Qwen2-VL checkpoint written by qwen2vl-quant, ready for ``generate``."""
+def load_quantized(path: str | Path, device: str | torch.device = "cpu",
+                   dtype: torch.dtype | None = None) -> Qwen2VLForConditionalGeneration:
+    """A quantized Qwen2-VL checkpoint written by qwen2vl-quant, ready for ``generate``.
+
+    dtype: compute dtype of the model (default: the checkpoint's, BF16 for Qwen2-VL).
+    """
     path = Path(path)
     config_path = path / "config.json"
     if not config_path.is_file():
@@ -32,7 +36,7 @@ def load_quantized(path: str | Path, device: str | torch.device = "cpu") -> Qwen
     config.quantization_config = None
     del config.quantization_config
     model = build_skeleton(config)
-    dtype = _dtype(config)
+    dtype = dtype or _dtype(config)
     _swap_linears(model, qconfig, dtype)
     reader = CheckpointReader(path)
     try:
@@ -48,6 +52,13 @@ def load_quantized(path: str | Path, device: str | torch.device = "cpu") -> Qwen
         model.lm_head.weight = model.model.language_model.embed_tokens.weight
     rebuild_meta_buffers(model)
     model.config.quantization_config = qconfig
+    # Float tensors (vision tower, norms, embeddings) follow the compute dtype; packed
+    # integer buffers and fp16 scales are left as stored.
+    for module in model.modules():
+        if not isinstance(module, GPTQLinear):
+            for name, param in list(module.named_parameters(recurse=False)):
+                if param.dtype != dtype:
+                    setattr(module, name, torch.nn.Parameter(param.data.to(dtype), requires_grad=False))
     return model.to(device).eval()
 
 

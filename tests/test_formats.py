@@ -33,11 +33,10 @@ def test_awq_4bit_interleaved_order():
 
 
 @pytest.mark.parametrize("bits", [4, 8])
-def test_gptq_v1_zero_offset_roundtrip_including_zero_point_0(bits):
+def test_gptq_v1_zero_offset_roundtrip(bits):
     n, k, g = 16, 64, 32
     codes = torch.randint(0, 2**bits, (n, k), dtype=torch.uint8)
-    zeros = torch.randint(0, 2**bits, (k // g, n), dtype=torch.int32)
-    zeros[0, :4] = 0  # stored as 2**bits - 1 in v1
+    zeros = torch.randint(1, 2**bits, (k // g, n), dtype=torch.int32)
     zeros[1, :4] = 2**bits - 1
     scales = torch.rand(k // g, n).half() + 0.01
     g_idx = (torch.arange(k) // g).int()
@@ -45,7 +44,24 @@ def test_gptq_v1_zero_offset_roundtrip_including_zero_point_0(bits):
     assert packed["qweight"].shape == (k * bits // 32, n)
     assert packed["qzeros"].shape == (k // g, n * bits // 32)
     stored = unpack_cols(packed["qzeros"], bits)
-    assert torch.all(stored[0, :4] == 2**bits - 1)
+    assert torch.equal(stored, zeros - 1)
     dense = dequantize_gptq(packed["qweight"], packed["qzeros"], packed["scales"], packed["g_idx"], bits, dtype=torch.float32)
     expected = (codes.float() - zeros[g_idx.long()].T.float()) * scales[g_idx.long()].T.float()
     torch.testing.assert_close(dense, expected.T)
+
+
+def test_gptq_v1_refuses_a_zero_point_of_0():
+    zeros = torch.ones(1, 8, dtype=torch.int32)
+    zeros[0, 3] = 0
+    with pytest.raises(ValueError, match="zero point of 0"):
+        pack_gptq(torch.zeros(8, 32, dtype=torch.uint8), zeros, torch.ones(1, 8), torch.zeros(32, dtype=torch.int32), 4)
+
+
+def test_asymmetric_grids_keep_zero_points_storable():
+    from qwen2vl_quant.algorithms.quantizer import dequantize_codes, fit_grid, quantize_codes
+
+    w = torch.rand(64, 32) + 0.01  # all positive: the plain min/max grid would put the zero at 0
+    grid = fit_grid(w, 4, sym=False, min_zero=1)
+    assert int(grid.zero.min()) == 1
+    err = (dequantize_codes(quantize_codes(w, grid), grid) - w).abs().max()
+    assert err <= grid.scale.max() / 2 + 1e-6  # refitted, not clipped

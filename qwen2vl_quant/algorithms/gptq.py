@@ -87,10 +87,12 @@ def gptq_quantize(
     damp_percent: float = 0.01,
     damp_auto_increment: float = 0.0025,
     block_size: int = 128,
+    min_zero: int = 1,
 ) -> GPTQResult:
     """Quantize ``weight`` [N, K] given the Hessian [K, K] of its inputs.
 
     The Hessian is not modified. Computation is in float32 on the weight's device.
+    min_zero 1 keeps every zero point storable in GPTQ v1 checkpoints (quantizer.fit_grid).
     """
     W = weight.detach().float().clone()
     H = hessian.detach().float().clone().to(W.device)
@@ -109,7 +111,7 @@ def gptq_quantize(
 
     static_grids: list[Grid] = []
     if static_groups:
-        static_grids = [fit_grid(W[:, g : g + group], bits, sym) for g in range(0, columns, group)]
+        static_grids = [fit_grid(W[:, g : g + group], bits, sym, min_zero) for g in range(0, columns, group)]
 
     perm = None
     if desc_act:
@@ -138,7 +140,7 @@ def gptq_quantize(
                 # Fit on the current, error-updated weights of the whole group: the part in
                 # this block lives in W1, any rest beyond the block in W.
                 ahead = torch.cat([W1[:, i:], W[:, i2 : col + group]], dim=1)[:, :group]
-                grid = fit_grid(ahead, bits, sym)
+                grid = fit_grid(ahead, bits, sym, min_zero)
                 grids.append(grid)
             w = W1[:, i]
             d = Hinv1[i, i]

@@ -21,8 +21,13 @@ class Grid:
     maxq: int
 
 
-def fit_grid(w: torch.Tensor, bits: int, sym: bool) -> Grid:
-    """Min/max grid for each row of ``w`` [N, k] (the range always includes 0)."""
+def fit_grid(w: torch.Tensor, bits: int, sym: bool, min_zero: int = 0) -> Grid:
+    """Min/max grid for each row of ``w`` [N, k] (the range always includes 0).
+
+    min_zero: smallest zero point allowed. GPTQ v1 checkpoints cannot store a zero of 0
+    (kernels/reference.py), so GPTQ asks for 1: a row whose minimum rounds to code 0 gets
+    its grid refitted to [-scale, xmax] with zero 1 instead of being clipped.
+    """
     maxq = 2**bits - 1
     w = w.float()
     xmin = w.min(dim=1).values.clamp(max=0)
@@ -40,6 +45,11 @@ def fit_grid(w: torch.Tensor, bits: int, sym: bool) -> Grid:
         zero = torch.full_like(scale, (maxq + 1) / 2)
     else:
         zero = torch.round(-xmin / scale)
+        low = zero < min_zero
+        if low.any():
+            refit = (xmax / (maxq - min_zero)).clamp(min=1e-6).half().float()
+            scale = torch.where(low, refit, scale)
+            zero = torch.where(low, torch.full_like(zero, float(min_zero)), zero)
     return Grid(scale=scale, zero=zero, maxq=maxq)
 
 

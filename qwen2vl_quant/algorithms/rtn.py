@@ -8,7 +8,7 @@ from .gptq import QuantizedWeight
 from .quantizer import fit_grid, quantize_codes
 
 
-def rtn_quantize(weight: torch.Tensor, *, bits: int, group_size: int, sym: bool) -> QuantizedWeight:
+def rtn_quantize(weight: torch.Tensor, *, bits: int, group_size: int, sym: bool, min_zero: int = 1) -> QuantizedWeight:
     """Quantize ``weight`` [N, K] group by group with a min/max grid, no calibration."""
     rows, columns = weight.shape
     group = columns if group_size == -1 else group_size
@@ -17,7 +17,7 @@ def rtn_quantize(weight: torch.Tensor, *, bits: int, group_size: int, sym: bool)
     W = weight.detach().float()
     codes, scales, zeros = [], [], []
     for start in range(0, columns, group):
-        grid = fit_grid(W[:, start : start + group], bits, sym)
+        grid = fit_grid(W[:, start : start + group], bits, sym, min_zero)
         codes.append(quantize_codes(W[:, start : start + group], grid))
         scales.append(grid.scale)
         zeros.append(grid.zero)

@@ -21,10 +21,10 @@ def pack_gptq(
     codes: torch.Tensor, zeros: torch.Tensor, scales: torch.Tensor, g_idx: torch.Tensor, bits: int
 ) -> dict[str, torch.Tensor]:
     """codes uint8 [N, K], zeros int [G, N] (true zero points), scales [G, N], g_idx [K]."""
-    mask = (1 << bits) - 1
-    # v1: store zero - 1, wrapped into the code range (a true zero of 0 becomes 2**bits - 1;
-    # loaders add one back and mask, see reference.dequantize_gptq).
-    stored_zeros = (zeros.to(torch.int64) - 1) & mask
+    if int(zeros.min()) < 1:
+        # v1 stores zero - 1 and no loader reads a stored -1 back as 0 (kernels/reference.py).
+        raise ValueError("GPTQ v1 cannot store a zero point of 0; fit grids with min_zero=1")
+    stored_zeros = zeros.to(torch.int64) - 1
     return {
         "qweight": pack_rows(codes.T.contiguous(), bits),
         "qzeros": pack_cols(stored_zeros, bits),

@@ -2,7 +2,8 @@
 
 True-sequential order (q/k/v, then o, then gate/up, then down): each group's Hessian is
 collected with the earlier groups already quantized, so it sees the inputs the quantized
-model will really produce (AutoGPTQ ``true_sequential``).
+model will really produce (AutoGPTQ ``true_sequential``); pipeline/sequential.py walks the
+layer so that this costs one forward pass, not four.
 """
 
 from __future__ import annotations
@@ -19,42 +20,50 @@ from ..config import GPTQConfig, RTNConfig
 from ..formats.gptq import pack_gptq
 from ..modules.quant_linear import GPTQLinear
 from ..report import LinearReport
-from .runner import LayerRunner
+from .layerwise import StepResult
+from .runner import ErrorMeter, LayerRunner
+from .sequential import quantize_sequentially
 
 
 def quantize_layer_gptq(
-    layer: nn.Module, index: int, runner: LayerRunner, spec: ArchSpec, config: GPTQConfig
-) -> list[LinearReport]:
-    """Replace the layer's Linears with GPTQLinear in place; returns one report per Linear."""
-    groups = spec.sequential_groups
+    layer: nn.Module, index: int, runner: LayerRunner, meter: ErrorMeter, spec: ArchSpec, config: GPTQConfig
+) -> StepResult:
+    """Replace the layer's Linears with GPTQLinear in place; one report per Linear."""
     reports: list[LinearReport] = []
+
+    def solve(group: tuple[str, ...], hessian: HessianAccumulator | None) -> None:
+        reports.extend(_solve_group(layer, index, group, hessian, config))
+
     if config.true_sequential:
-        for group in groups:
-            hessians = _collect_hessians(layer, runner, [group], stop_after=group[-1])
-            reports += _solve_group(layer, index, group, hessians[group[0]], config)
-    else:
-        hessians = _collect_hessians(layer, runner, list(groups), stop_after=None)
-        for group in groups:
-            reports += _solve_group(layer, index, group, hessians[group[0]], config)
-    return reports
+        outputs = quantize_sequentially(layer, runner, solve, meter, runner.inputs[0].hidden.device)
+        return StepResult(reports, outputs)
+    # All Hessians from the float layer in one pass, then solve every group.
+    hessians = _collect_hessians(layer, runner, list(spec.sequential_groups))
+    for group in spec.sequential_groups:
+        solve(group, hessians[group[0]])
+    return StepResult(reports)
 
 
-def quantize_layer_rtn(layer: nn.Module, index: int, spec: ArchSpec, config: RTNConfig) -> list[LinearReport]:
+def quantize_layer_rtn(
+    layer: nn.Module, index: int, runner: LayerRunner, meter: ErrorMeter, config: RTNConfig
+) -> StepResult:
     """Round-to-nearest baseline, packed like GPTQ without act-order."""
-    reports = []
-    for name in spec.quantized_linears:
-        linear = layer.get_submodule(name)
-        start = time.perf_counter()
-        qw = rtn_quantize(linear.weight, bits=config.bits, group_size=config.group_size, sym=config.sym)
-        _replace(layer, name, _gptq_module(linear, qw, config.bits, config.group_size))
-        reports.append(LinearReport(layer=index, name=name, in_features=linear.in_features,
-                                    out_features=linear.out_features, seconds=time.perf_counter() - start))
-    return reports
+    reports: list[LinearReport] = []
+
+    def solve(group: tuple[str, ...], _hessian: None) -> None:
+        for name in group:
+            linear = layer.get_submodule(name)
+            start = time.perf_counter()
+            qw = rtn_quantize(linear.weight, bits=config.bits, group_size=config.group_size, sym=config.sym)
+            _replace(layer, name, _gptq_module(linear, qw, config.bits, config.group_size))
+            reports.append(LinearReport(layer=index, name=name, in_features=linear.in_features,
+                                        out_features=linear.out_features, seconds=time.perf_counter() - start))
+
+    outputs = quantize_sequentially(layer, runner, solve, meter, runner.inputs[0].hidden.device, with_hessians=False)
+    return StepResult(reports, outputs)
 
 
-def _collect_hessians(
-    layer: nn.Module, runner: LayerRunner, groups: list[tuple[str, ...]], stop_after: str | None
-) -> dict[str, HessianAccumulator]:
+def _collect_hessians(layer: nn.Module, runner: LayerRunner, groups: list[tuple[str, ...]]) -> dict[str, HessianAccumulator]:
     # The Linears of a group read the same input: one Hessian, hooked on the first of them.
     accumulators = {
         group[0]: HessianAccumulator(layer.get_submodule(group[0]).in_features, runner.device) for group in groups
@@ -63,7 +72,7 @@ def _collect_hessians(
     def hook(name: str, x: torch.Tensor, _y: torch.Tensor) -> None:
         accumulators[name].add_batch(x)
 
-    runner.forward_all(layer, hooks={name: hook for name in accumulators}, stop_after=stop_after)
+    runner.forward_all(layer, hooks={name: hook for name in accumulators})
     return accumulators
 
 

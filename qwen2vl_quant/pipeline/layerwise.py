@@ -10,10 +10,10 @@ from __future__ import annotations
 
 import logging
 import time
+from dataclasses import dataclass
 from typing import Callable, Protocol
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 from tqdm.auto import tqdm
 
@@ -21,15 +21,26 @@ from ..arch import ArchSpec
 from ..calibration.batches import CalibrationSample
 from ..report import LinearReport
 from .capture import LayerInputs, capture_first_layer_inputs
-from .runner import LayerRunner
+from .runner import ErrorMeter, LayerRunner
 
 logger = logging.getLogger(__name__)
 
-# (layer, index, runner, originals) -> per-Linear reports. A step replaces the layer's
-# Linears in place. ``originals`` maps each Linear to the float weight its quantized
-# version is measured against; a step that rewrites the float model (AWQ folds its scales
-# into norms and weights) updates it to the rewritten, still unquantized weights.
-LayerStep = Callable[[nn.Module, int, LayerRunner, dict[str, torch.Tensor]], list[LinearReport]]
+
+
+@dataclass
+class StepResult:
+    """What a method's step returns: one report per Linear, and the layer's outputs for the
+    next layer if the step computed them on the way (else the pipeline runs the layer)."""
+
+    reports: list[LinearReport]
+    outputs: list[torch.Tensor] | None = None
+
+
+# (layer, index, runner, meter) -> StepResult. A step replaces the layer's Linears in place.
+# ``meter.originals`` maps each Linear to the float weight its quantized version is measured
+# against; a step that rewrites the float model (AWQ folds its scales into norms and
+# weights) updates it to the rewritten, still unquantized weights.
+LayerStep = Callable[[nn.Module, int, LayerRunner, ErrorMeter], StepResult]
 
 
 class LayerSink(Protocol):
@@ -65,6 +76,7 @@ def run_layers(
 ) -> list[LinearReport]:
     """Quantize layers ``start_layer..`` of ``source``; returns the reports of those layers."""
     runner = LayerRunner(inputs, device)
+    total_tokens = sum(int(s.token_mask.sum()) for s in inputs)
     reports: list[LinearReport] = []
     started = time.perf_counter()
     bar = tqdm(range(start_layer, source.num_layers), desc="quantize", unit="layer", disable=not show_progress,
@@ -75,11 +87,17 @@ def run_layers(
         home = next(layer.parameters()).device
         layer.to(device)
         originals = {name: layer.get_submodule(name).weight.detach().clone() for name in spec.quantized_linears}
+        meter = ErrorMeter(layer, originals, total_tokens)
         bar.set_postfix_str(f"layer {index}: quantize")
-        layer_reports = step(layer, index, runner, originals)
-        bar.set_postfix_str(f"layer {index}: outputs")
-        next_hidden = _outputs_and_errors(layer, runner, originals, layer_reports, store_device)
-        del originals
+        result = step(layer, index, runner, meter)
+        next_hidden = result.outputs
+        if next_hidden is None:
+            bar.set_postfix_str(f"layer {index}: outputs")
+            next_hidden = _run_quantized(layer, runner, meter, store_device)
+        layer_reports = result.reports
+        for report in layer_reports:
+            report.rel_error = meter.rel_error(report.name)
+        del originals, meter
         layer.to(home)
         sink.layer_done(index, layer, layer_reports, next_hidden)
         runner.inputs = [LayerInputs(h, s.kwargs, s.token_mask) for h, s in zip(next_hidden, runner.inputs)]
@@ -92,20 +110,8 @@ def run_layers(
     return reports
 
 
-def _outputs_and_errors(layer: nn.Module, runner: LayerRunner, originals: dict[str, torch.Tensor],
-                        reports: list[LinearReport], store_device: torch.device) -> list[torch.Tensor]:
-    """Run the quantized layer; measure each Linear's error against its original weight."""
-    sums = {name: [0.0, 0.0] for name in originals}
-    biases = {name: getattr(layer.get_submodule(name), "bias", None) for name in originals}
-
-    def hook(name: str, x: torch.Tensor, y: torch.Tensor) -> None:
-        reference = F.linear(x, originals[name].to(x.dtype), biases[name])
-        sums[name][0] += float((y.float() - reference.float()).pow(2).sum())
-        sums[name][1] += float(reference.float().pow(2).sum())
-
-    outputs = runner.forward_all(layer, hooks={name: hook for name in originals}, keep_outputs=True,
-                                 store_device=store_device)
-    for report in reports:
-        err, ref = sums[report.name]
-        report.rel_error = (err / ref) ** 0.5 if ref > 0 else 0.0
-    return outputs
+def _run_quantized(layer: nn.Module, runner: LayerRunner, meter: ErrorMeter,
+                   store_device: torch.device) -> list[torch.Tensor]:
+    """Run the quantized layer over every sample, measuring each Linear's error."""
+    hooks = {name: lambda name, x, y: meter.add(name, x, y) for name in meter.originals}
+    return runner.forward_all(layer, hooks=hooks, keep_outputs=True, store_device=store_device)

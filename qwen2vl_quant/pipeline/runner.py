@@ -10,6 +10,7 @@ import contextlib
 from typing import Callable, Iterator
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from .capture import LayerInputs, StopForward, move_to
@@ -75,3 +76,38 @@ class LayerRunner:
         finally:
             for handle in handles:
                 handle.remove()
+
+
+class ErrorMeter:
+    """Relative output error ||y_q - y|| / ||y|| of each quantized Linear, where y uses the
+    float reference weight and both see the inputs of the quantized model.
+
+    Measured on an evenly spaced subset of at most ``max_tokens`` real tokens: the figure
+    is a diagnostic, and the reference matmul would otherwise cost a second forward pass.
+    """
+
+    def __init__(self, layer: nn.Module, originals: dict[str, torch.Tensor], total_tokens: int,
+                 max_tokens: int = 4096) -> None:
+        self.layer = layer
+        self.originals = originals
+        self.stride = max(1, -(-total_tokens // max_tokens))
+        self.sums: dict[str, list[float]] = {name: [0.0, 0.0] for name in originals}
+
+    def add(self, name: str, x: torch.Tensor, y: torch.Tensor) -> None:
+        """x, y: [tokens, features] input and output of the quantized Linear (real tokens)."""
+        x, y = x[:: self.stride], y[:: self.stride]
+        bias = getattr(self.layer.get_submodule(name), "bias", None)
+        reference = F.linear(x, self.originals[name].to(x.dtype), bias).float()
+        self.sums[name][0] += float((y.float() - reference).pow(2).sum())
+        self.sums[name][1] += float(reference.pow(2).sum())
+
+    def hook(self, name: str, box: dict[str, torch.Tensor]):
+        """A forward hook feeding ``add``; ``box["mask"]`` holds the current real-token mask."""
+        def forward_hook(_module: nn.Module, args: tuple, output: torch.Tensor) -> None:
+            mask = box["mask"]
+            self.add(name, args[0].reshape(-1, args[0].shape[-1])[mask], output.reshape(-1, output.shape[-1])[mask])
+        return forward_hook
+
+    def rel_error(self, name: str) -> float:
+        err, ref = self.sums[name]
+        return (err / ref) ** 0.5 if ref > 0 else 0.0

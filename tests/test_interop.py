@@ -1,0 +1,86 @@
+"""Our checkpoints load in transformers through its own GPTQ support (optimum + gptqmodel),
+on CPU, and compute what our loader computes; the vision tower stays plain BF16 there.
+
+gptqmodel's default CPU kernel for 4-bit is JIT-compiled on first use (one to three minutes
+on two cores); the tests ask for its pure-torch backend, which reads the same tensors.
+"""
+
+import json
+import os
+
+import pytest
+import torch
+
+os.environ.setdefault("GPTQMODEL_CPU_WORKERS", "2")
+
+pytest.importorskip("optimum")
+pytest.importorskip("gptqmodel")
+
+from transformers import AutoProcessor, Qwen2VLForConditionalGeneration  # noqa: E402
+from transformers import GPTQConfig as HFGPTQConfig  # noqa: E402
+
+from qwen2vl_quant.cli import main  # noqa: E402
+from qwen2vl_quant.loading import load_quantized  # noqa: E402
+
+pytestmark = pytest.mark.interop
+
+CASES = {
+    "int4-g32": ["--bits", "4", "--group-size", "32"],
+    "int4-asym-act-order": ["--bits", "4", "--group-size", "32", "--asym", "--desc-act"],
+    "int8-g64-act-order-static": ["--bits", "8", "--group-size", "64", "--desc-act", "--static-groups"],
+}
+
+
+@pytest.fixture(scope="module")
+def calib(tmp_path_factory, calib_conversations):
+    path = tmp_path_factory.mktemp("calib") / "calib.jsonl"
+    path.write_text("".join(json.dumps(c) + "\n" for c in calib_conversations))
+    return path
+
+
+def image_inputs(model_dir, image):
+    processor = AutoProcessor.from_pretrained(model_dir)
+    messages = [{"role": "user", "content": [{"type": "image", "image": str(image)},
+                                             {"type": "text", "text": "What is in the picture?"}]}]
+    text = processor.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+    from PIL import Image
+
+    return processor(text=[text], images=[Image.open(image).convert("RGB")], return_tensors="pt")
+
+
+@pytest.mark.parametrize("case", list(CASES))
+def test_transformers_loads_our_gptq_checkpoint(case, tiny_model_dir, calib, test_images, tmp_path):
+    out = tmp_path / case
+    assert main(["gptq", *CASES[case], "--calib", str(calib), "--quiet", str(tiny_model_dir), str(out)]) == 0
+    bits = int(CASES[case][1])
+    # float32 on both sides, so that the comparison sees the quantized weights, not bf16 noise.
+    theirs = Qwen2VLForConditionalGeneration.from_pretrained(
+        out, device_map="cpu", dtype=torch.float32,
+        quantization_config=HFGPTQConfig(bits=bits, backend="gptq_torch"),
+    ).eval()
+    ours = load_quantized(out, dtype=torch.float32)
+    q_proj = theirs.model.language_model.layers[0].self_attn.q_proj
+    assert "gptqmodel" in type(q_proj).__module__, type(q_proj)
+    for block in theirs.model.visual.blocks:
+        assert type(block.attn.qkv) is torch.nn.Linear and type(block.mlp.fc1) is torch.nn.Linear
+    assert type(theirs.lm_head) is torch.nn.Linear
+    in_bf16 = Qwen2VLForConditionalGeneration.from_pretrained(
+        out, device_map="cpu", quantization_config=HFGPTQConfig(bits=bits, backend="gptq_torch"))
+    assert in_bf16.model.visual.blocks[0].attn.qkv.weight.dtype == torch.bfloat16
+
+    inputs = image_inputs(tiny_model_dir, test_images[0])
+    with torch.inference_mode():
+        their_logits = theirs(**inputs).logits.float()
+        our_logits = ours(**inputs).logits.float()
+        their_vision = theirs.model.visual(inputs["pixel_values"], grid_thw=inputs["image_grid_thw"])
+    assert torch.isfinite(their_logits).all()
+    relative = float((their_logits - our_logits).norm() / our_logits.norm())
+    assert relative < 1e-3, relative
+    # ... while quantization itself moved the logits far more than that (not a no-op load).
+    original = Qwen2VLForConditionalGeneration.from_pretrained(tiny_model_dir, dtype=torch.float32).eval()
+    with torch.inference_mode():
+        float_logits = original(**inputs).logits.float()
+    assert float((float_logits - our_logits).norm() / our_logits.norm()) > 10 * relative
+    assert torch.equal(their_logits.argmax(-1), our_logits.argmax(-1))
+    pooled = their_vision.pooler_output if hasattr(their_vision, "pooler_output") else their_vision
+    assert torch.isfinite(pooled).all()
