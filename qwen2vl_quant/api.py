@@ -28,6 +28,7 @@ from .formats import gptq as gptq_format
 from .pipeline.safetensors_io import StoredTensor, read_header
 from .pipeline.gptq_layer import quantize_layer_gptq, quantize_layer_rtn
 from .pipeline.layerwise import LayerStep, capture_inputs, run_layers
+from .pipeline.padding import padded_intermediate_size
 from .pipeline.source import DirectorySource, ModelSource, load_processor
 from .pipeline.staging import Staging
 from .pipeline.writer import (
@@ -91,6 +92,7 @@ def quantize_checkpoint(
     max_shard_size: str | int = "4GB",
     overwrite: bool = False,
     resume: bool = False,
+    tensor_parallel: int | None = None,
     show_progress: bool = True,
 ) -> QuantReport:
     """Quantize a Qwen2-VL checkpoint directory into ``out_dir`` without ever holding the
@@ -98,6 +100,8 @@ def quantize_checkpoint(
 
     A killed run restarted with ``resume=True`` goes on from the last finished layer and
     writes the same bytes. Nothing appears at ``out_dir`` until the checkpoint is complete.
+    tensor_parallel: pad the MLP intermediate size so that vLLM can split the model over
+    this many GPUs (and any divisor of it) at this group size; outputs are unchanged.
     """
     config = config or GPTQConfig()
     calibration = calibration or CalibrationConfig()
@@ -106,12 +110,18 @@ def quantize_checkpoint(
     check_output_dir(out_dir, overwrite, inputs=[model_dir])
     source = DirectorySource(model_dir)
     try:
-        _check_compatible(source.text_config, config)
+        if tensor_parallel:
+            size = padded_intermediate_size(source.text_config.intermediate_size, tensor_parallel, config.group_size)
+            source.padded_intermediate_size = size
+            logger.info("padding the MLP intermediate size %d -> %d for %d-way tensor parallelism",
+                        source.text_config.intermediate_size, size, tensor_parallel)
+        _check_compatible(source.text_config, config, source.padded_intermediate_size)
         processor = load_processor(model_dir)
         compute = _device(device)
         store = _device(activations_device) if activations_device else compute
         samples, summary = _samples(calib_data, processor, calibration)
-        staging = Staging(staging_path(out_dir), _fingerprint(model_dir, config, calibration, samples))
+        staging = Staging(staging_path(out_dir),
+                          _fingerprint(model_dir, config, calibration, samples, source.padded_intermediate_size))
         finished = staging.start(resume)
         started = time.perf_counter()
         if finished:
@@ -184,12 +194,12 @@ def _quantization_config(config: QuantConfig) -> dict[str, Any]:
     )
 
 
-def _check_compatible(text_config: Any, config: QuantConfig) -> None:
+def _check_compatible(text_config: Any, config: QuantConfig, intermediate_size: int | None = None) -> None:
     """Fail before any work if the model's Linear sizes do not fit the requested format."""
     heads_dim = text_config.num_attention_heads * getattr(
         text_config, "head_dim", text_config.hidden_size // text_config.num_attention_heads)
     in_sizes = {"hidden_size": text_config.hidden_size, "attention output": heads_dim,
-                "intermediate_size": text_config.intermediate_size}
+                "intermediate_size": intermediate_size or text_config.intermediate_size}
     pack = 32 // config.bits
     for what, size in in_sizes.items():
         if config.group_size != -1 and size % config.group_size:
@@ -223,10 +233,11 @@ def _report(config: QuantConfig, calibration: str, linears: list[LinearReport], 
 
 
 def _fingerprint(model_dir: Path, config: QuantConfig, calibration: CalibrationConfig,
-                 samples: list[CalibrationSample]) -> str:
+                 samples: list[CalibrationSample], padded_intermediate_size: int | None) -> str:
     """Identifies a run: same model files, options and calibration tensors -> same value."""
     digest = hashlib.sha256()
-    digest.update(f"{__version__} {config.method} {dataclasses.asdict(config)} {dataclasses.asdict(calibration)}".encode())
+    digest.update(f"{__version__} {config.method} {dataclasses.asdict(config)} {dataclasses.asdict(calibration)} "
+                  f"{padded_intermediate_size}".encode())
     for path in sorted(model_dir.iterdir()):
         if path.is_file():
             digest.update(f"{path.name}:{path.stat().st_size}".encode())
@@ -277,6 +288,10 @@ def _write_output(staging: Staging, source: DirectorySource, config: QuantConfig
     write_shards_from_stored(staging.path, stored, max_shard_bytes)
     raw_config = json.loads((source.model_dir / "config.json").read_text())
     raw_config["quantization_config"] = _quantization_config(config)
+    if source.padded_intermediate_size:
+        for block in (raw_config, raw_config.get("text_config", {})):
+            if "intermediate_size" in block:
+                block["intermediate_size"] = source.padded_intermediate_size
     write_json(staging.path / "config.json", raw_config)
     for path in sorted(source.model_dir.iterdir()):
         if path.is_file() and path.suffix in PROCESSOR_FILE_SUFFIXES and path.name not in NOT_COPIED:

@@ -16,11 +16,16 @@ from dataclasses import dataclass
 @dataclass(frozen=True)
 class SmoothingPair:
     """AWQ scale migration: ``prev`` (a norm or linear) feeds ``linears``; ``inspect`` is
-    the module whose output the scale search compares (llm-awq auto_scale)."""
+    the module whose output the scale search compares (llm-awq auto_scale).
+
+    mixes_tokens: ``inspect`` mixes tokens (attention), so it must run on one whole sample
+    at a time with that sample's keyword arguments; otherwise it is token-wise (MLP, Linear)
+    and may run on any chunk of tokens."""
 
     prev: str
     linears: tuple[str, ...]
     inspect: str
+    mixes_tokens: bool = False
 
 
 @dataclass(frozen=True)
@@ -52,7 +57,8 @@ QWEN2_VL = ArchSpec(
         ("mlp.down_proj",),
     ),
     smoothing_pairs=(
-        SmoothingPair("input_layernorm", ("self_attn.q_proj", "self_attn.k_proj", "self_attn.v_proj"), "self_attn"),
+        SmoothingPair("input_layernorm", ("self_attn.q_proj", "self_attn.k_proj", "self_attn.v_proj"), "self_attn",
+                      mixes_tokens=True),
         SmoothingPair("self_attn.v_proj", ("self_attn.o_proj",), "self_attn.o_proj"),
         SmoothingPair("post_attention_layernorm", ("mlp.gate_proj", "mlp.up_proj"), "mlp"),
         SmoothingPair("mlp.up_proj", ("mlp.down_proj",), "mlp.down_proj"),

@@ -22,8 +22,11 @@ def main(argv: list[str] | None = None) -> int:
     parser = _parser()
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING if args.quiet else logging.INFO, format="%(message)s")
-    # transformers and friends are chatty at INFO; our own modules keep INFO.
-    for noisy in ("transformers", "torch", "accelerate"):
+    # torch configures its own loggers when imported, so import it before quieting them;
+    # transformers and friends are chatty at INFO, our own modules keep INFO.
+    import torch  # noqa: F401
+
+    for noisy in ("transformers", "torch", "accelerate", "gptqmodel"):
         logging.getLogger(noisy).setLevel(logging.ERROR)
     try:
         return args.run(args)
@@ -93,6 +96,9 @@ def _add_common(parser: argparse.ArgumentParser) -> None:
                      help="where calibration activations live between layers (e.g. cpu when they do not fit on the GPU)")
     out.add_argument("--overwrite", action="store_true", help="replace a non-empty OUT_DIR")
     out.add_argument("--resume", action="store_true", help="continue a killed run from its last finished layer")
+    out.add_argument("--tensor-parallel", type=int, default=None, metavar="N",
+                     help="pad the MLP intermediate size so vLLM can split the model over N GPUs (and divisors of N); "
+                     "outputs are unchanged (Qwen padded 72B's 29568 to 29696 this way)")
     out.add_argument("-q", "--quiet", action="store_true", help="no progress output, only the summary")
 
 
@@ -112,7 +118,7 @@ def _run_gptq(args: argparse.Namespace) -> int:
     report = quantize_checkpoint(args.model_dir, args.out_dir, config, calib_data=args.calib, calibration=calibration,
                                  device=args.device, activations_device=args.activations_device,
                                  max_shard_size=args.max_shard_size, overwrite=args.overwrite, resume=args.resume,
-                                 show_progress=not args.quiet)
+                                 tensor_parallel=args.tensor_parallel, show_progress=not args.quiet)
     _print_summary(report, args.model_dir, args.out_dir)
     return 0
 

@@ -88,14 +88,18 @@ def gptq_quantize(
     damp_auto_increment: float = 0.0025,
     block_size: int = 128,
     min_zero: int = 1,
+    overwrite_hessian: bool = False,
 ) -> GPTQResult:
     """Quantize ``weight`` [N, K] given the Hessian [K, K] of its inputs.
 
-    The Hessian is not modified. Computation is in float32 on the weight's device.
+    The Hessian is not modified unless ``overwrite_hessian`` (saves a K x K copy when the
+    caller is done with it). Computation is in float32 on the weight's device.
     min_zero 1 keeps every zero point storable in GPTQ v1 checkpoints (quantizer.fit_grid).
     """
     W = weight.detach().float().clone()
-    H = hessian.detach().float().clone().to(W.device)
+    H = hessian.detach().to(W.device, torch.float32)
+    if not overwrite_hessian and H.data_ptr() == hessian.data_ptr():
+        H = H.clone()
     rows, columns = W.shape
     if H.shape != (columns, columns):
         raise ValueError(f"Hessian shape {tuple(H.shape)} does not match weight columns {columns}")
@@ -119,7 +123,9 @@ def gptq_quantize(
         W = W[:, perm]
         H = H[perm][:, perm]
 
-    Hinv, damp_used = _damped_inverse_cholesky(H, damp_percent, damp_auto_increment)
+    live = ~dead if perm is None else ~dead[perm]
+    Hinv, damp_used = _damped_inverse_cholesky(H, damp_percent, damp_auto_increment, live)
+    del H  # the largest buffer besides Hinv (K^2 floats): free it before the solve
 
     codes = torch.zeros_like(W)
     losses = torch.zeros(rows, device=W.device)
@@ -174,22 +180,31 @@ def gptq_quantize(
     return GPTQResult(qweight, losses, damp_used, int(dead.sum()))
 
 
-def _damped_inverse_cholesky(H: torch.Tensor, damp_percent: float, increment: float) -> tuple[torch.Tensor, float]:
+def _damped_inverse_cholesky(H: torch.Tensor, damp_percent: float, increment: float,
+                             live: torch.Tensor) -> tuple[torch.Tensor, float]:
     """Upper Cholesky factor of H^-1 after adding damp * mean(diag(H)) to the diagonal.
 
     The damping grows by ``increment`` until the factorization succeeds, as GPTQModel's
     damp_auto_increment does; without it GPTQ fails on rank-deficient Hessians (few tokens).
+    The mean is over live channels only (the reference includes the dead ones, pinned at 1):
+    then zero-padded channels (tensor-parallel padding) leave the live weights' solve exactly
+    as it was, since H is block diagonal between live and dead channels.
     """
-    mean_diag = torch.mean(torch.diag(H))
-    idx = torch.arange(H.shape[0], device=H.device)
+    mean_diag = torch.mean(torch.diag(H)[live]) if live.any() else torch.ones((), device=H.device)
+    diagonal = H.diagonal()
+    original_diagonal = diagonal.clone()
     damp = damp_percent
+    # Damping is added to H's diagonal in place (H is the caller's private copy) and each
+    # intermediate is dropped as soon as possible: for a 29568-wide down_proj (72B) every
+    # K x K float32 matrix is 3.5 GB.
     while True:
-        Hd = H.clone()
-        Hd[idx, idx] += damp * mean_diag
-        L, info = torch.linalg.cholesky_ex(Hd)
+        diagonal.copy_(original_diagonal + damp * mean_diag)
+        L, info = torch.linalg.cholesky_ex(H)
         if info == 0:
             Hinv = torch.cholesky_inverse(L)
+            del L
             U, info = torch.linalg.cholesky_ex(Hinv, upper=True)
+            del Hinv
             if info == 0:
                 if damp != damp_percent:
                     logger.info("Hessian needed damp_percent %.4f to be positive definite", damp)

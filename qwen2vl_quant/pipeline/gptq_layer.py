@@ -94,6 +94,7 @@ def _solve_group(
         damp_percent=config.damp_percent,
         damp_auto_increment=config.damp_auto_increment,
         block_size=config.block_size,
+        overwrite_hessian=True,  # the accumulator is dropped right after
     )
     seconds = (time.perf_counter() - start) / len(group)
     reports = []

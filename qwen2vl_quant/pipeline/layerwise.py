@@ -9,6 +9,7 @@ layer i, so later layers calibrate against the errors of earlier ones.
 from __future__ import annotations
 
 import logging
+import resource
 import time
 from dataclasses import dataclass
 from typing import Callable, Protocol
@@ -81,18 +82,21 @@ def run_layers(
     started = time.perf_counter()
     bar = tqdm(range(start_layer, source.num_layers), desc="quantize", unit="layer", disable=not show_progress,
                initial=0, total=source.num_layers - start_layer)
+    def stage(index: int, what: str) -> None:
+        bar.set_postfix_str(f"layer {index}: {what}, peak mem {peak_memory(device)}")
+
     for index in bar:
-        bar.set_postfix_str(f"layer {index}: load")
+        stage(index, "load")
         layer = source.layer(index)
         home = next(layer.parameters()).device
         layer.to(device)
         originals = {name: layer.get_submodule(name).weight.detach().clone() for name in spec.quantized_linears}
         meter = ErrorMeter(layer, originals, total_tokens)
-        bar.set_postfix_str(f"layer {index}: quantize")
+        stage(index, "quantize")
         result = step(layer, index, runner, meter)
         next_hidden = result.outputs
         if next_hidden is None:
-            bar.set_postfix_str(f"layer {index}: outputs")
+            stage(index, "outputs")
             next_hidden = _run_quantized(layer, runner, meter, store_device)
         layer_reports = result.reports
         for report in layer_reports:
@@ -105,9 +109,17 @@ def run_layers(
         worst = max(layer_reports, key=lambda r: r.rel_error)
         logger.info("layer %d done in %.1fs; worst rel. error %.4f (%s)", index,
                     time.perf_counter() - started, worst.rel_error, worst.name)
-        bar.set_postfix_str(f"layer {index}: worst err {worst.rel_error:.4f} ({worst.name})")
+        stage(index, f"worst err {worst.rel_error:.4f} ({worst.name})")
     bar.close()
     return reports
+
+
+def peak_memory(device: torch.device) -> str:
+    """Peak resident memory of this process so far, plus the GPU's peak allocation."""
+    text = f"{resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20:.2f} GB RAM"  # ru_maxrss is in KiB
+    if device.type == "cuda":
+        text += f", {torch.cuda.max_memory_allocated(device) / 2**30:.2f} GB GPU"
+    return text
 
 
 def _run_quantized(layer: nn.Module, runner: LayerRunner, meter: ErrorMeter,

@@ -22,6 +22,7 @@ from transformers.models.qwen2_vl.modeling_qwen2_vl import Qwen2VLDecoderLayer
 from ..arch import QWEN2_VL
 from ..errors import ModelLoadError
 from .checkpoint import CheckpointReader
+from .padding import pad_mlp
 
 logger = logging.getLogger(__name__)
 
@@ -103,6 +104,8 @@ class DirectorySource:
         self.text_config = self.skeleton.config.text_config
         self.dtype = dtype or self.reader.get(f"{QWEN2_VL.layer_prefix(0)}.self_attn.q_proj.weight").dtype
         self.num_layers = self.config.text_config.num_hidden_layers
+        # Set by the caller to pad every layer's MLP (pipeline/padding.py) as it is loaded.
+        self.padded_intermediate_size: int | None = None
 
     def _check_tensors(self) -> None:
         expected = {name for name, _ in build_skeleton(self.config).named_parameters()}
@@ -136,6 +139,8 @@ class DirectorySource:
             layer = Qwen2VLDecoderLayer(self.text_config, index)
         state = _cast(self.reader.get_prefix(QWEN2_VL.layer_prefix(index)), self.dtype)
         layer.load_state_dict(state, strict=True, assign=True)
+        if self.padded_intermediate_size:
+            pad_mlp(layer, self.padded_intermediate_size)
         return layer.eval()
 
     def close(self) -> None:

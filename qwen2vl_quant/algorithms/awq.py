@@ -1,0 +1,298 @@
+"""AWQ (Lin et al. 2023, arXiv:2306.00978): activation-aware scale search, clipping search,
+and the group-wise quantization they prepare for.
+
+Follows AutoAWQ (awq/quantize/quantizer.py): ``_search_best_scale`` /
+``_compute_best_scale`` for the scales, ``_compute_best_clip`` for the clipping ranges,
+``pseudo_quantize_tensor`` for the grid, and awq/quantize/scale.py ``apply_scale`` for
+folding. Searches return data (``ScaleSearch``, ``ClipSearch``); ``fold_scales`` applies a
+scale search to weights, and ``quantize_weight`` takes a clip search's ``max_val``. Pure
+tensor code: no modules, hooks or devices. How a candidate is evaluated (running attention
+or an MLP over calibration tokens) is the pipeline's business, passed in as a callable.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Callable, Sequence
+
+import torch
+
+from .gptq import QuantizedWeight
+from .quantizer import Grid, dequantize_codes, fit_grid, quantize_codes
+
+# evaluate(fake-quantized weights Q(W*s)/s, one float32 [N_i, K] per Linear of the pair, in
+# the pair's order) -> the inspected module's mean squared output error against the float
+# module on the calibration tokens.
+Evaluate = Callable[[list[torch.Tensor]], float]
+
+
+@dataclass(frozen=True)
+class ScaleCandidate:
+    duo: bool  # x_mean^r / w_mean^(1-r) (AutoAWQ duo_scaling) or plain x_mean^r (llm-awq)
+    ratio: float
+    loss: float
+
+
+@dataclass(frozen=True)
+class ScaleSearch:
+    """The chosen smoothing scales of one pair: ``prev`` (norm or Linear) output channels are
+    divided by ``scales`` and the input columns of ``linears`` multiplied by them."""
+
+    prev: str
+    linears: tuple[str, ...]
+    scales: torch.Tensor  # float32 [K]
+    ratio: float
+    duo: bool
+    candidates: tuple[ScaleCandidate, ...]  # every candidate tried, in order
+
+    @property
+    def loss(self) -> float:
+        return min(c.loss for c in self.candidates)
+
+    @property
+    def unscaled_loss(self) -> float:
+        """Loss of plain rounding (scales all 1: the plain candidate at ratio 0)."""
+        return next(c.loss for c in self.candidates if not c.duo and c.ratio == 0.0)
+
+
+@dataclass(frozen=True)
+class ClipSearch:
+    """Clipping range of one Linear: weights of row n, group g are clamped to +-max_val[n, g]."""
+
+    max_val: torch.Tensor  # float32 [N, G]
+    # Sums over (row, group) of the mean squared per-group output error on the token sample,
+    # with the chosen ranges and with none (AutoAWQ's objective; cross-group terms ignored).
+    error: float
+    unclipped_error: float
+    shrunk_fraction: float  # fraction of (row, group) whose range was shrunk
+
+
+class AbsMeanAccumulator:
+    """Running per-channel mean of |x| over the real tokens seen (AutoAWQ's x_mean).
+
+    Summed in float64 so that hundreds of thousands of tokens add up without drift.
+    """
+
+    def __init__(self, channels: int, device: torch.device | str = "cpu") -> None:
+        self.sums = torch.zeros(channels, dtype=torch.float64, device=device)
+        self.tokens = 0
+
+    def add_batch(self, x: torch.Tensor) -> None:
+        """x: [tokens, K], real tokens only."""
+        x = x.reshape(-1, x.shape[-1])
+        self.sums += x.abs().sum(dim=0, dtype=torch.float64).to(self.sums.device)
+        self.tokens += x.shape[0]
+
+    @property
+    def mean(self) -> torch.Tensor:
+        """float32 [K]."""
+        return (self.sums / max(1, self.tokens)).float()
+
+
+def weight_mean(weights: Sequence[torch.Tensor], group_size: int) -> torch.Tensor:
+    """Per input channel, the mean over all output rows of |W| normalised by its group's max.
+
+    AutoAWQ ``_search_best_scale`` step 1: the weights of the pair's Linears are stacked,
+    each group of ``group_size`` input channels is scaled to [0, 1] by its largest |w|, and
+    the result is averaged over rows. Returns float32 [K].
+    """
+    stacked = torch.cat([w.detach().float() for w in weights], dim=0)
+    rows, columns = stacked.shape
+    grouped = stacked.abs().reshape(-1, group_size)
+    normalised = grouped / (grouped.amax(dim=1, keepdim=True) + 1e-6)
+    return normalised.reshape(rows, columns).mean(dim=0)
+
+
+def candidate_scales(x_mean: torch.Tensor, w_mean: torch.Tensor, ratio: float, duo: bool) -> torch.Tensor:
+    """One candidate of AutoAWQ ``_compute_best_scale``, normalised by sqrt(max * min).
+
+    duo: x_mean^r / (w_mean^(1-r) + 1e-4); plain: x_mean^r. Both clamped at 1e-4 (a channel
+    that never fired must not get a zero scale); inf/nan (overflow) become 1.
+    """
+    x_mean = x_mean.float()
+    if duo:
+        scales = (x_mean.pow(ratio) / (w_mean.float().pow(1 - ratio) + 1e-4)).clamp(min=1e-4)
+    else:
+        scales = x_mean.pow(ratio).clamp(min=1e-4)
+    scales = scales / (scales.max() * scales.min()).sqrt()
+    return torch.where(torch.isfinite(scales), scales, torch.ones_like(scales))
+
+
+def search_scales(
+    x_mean: torch.Tensor,
+    weights: Sequence[torch.Tensor],
+    evaluate: Evaluate,
+    *,
+    bits: int,
+    group_size: int,
+    zero_point: bool,
+    n_grid: int = 20,
+    duo_scaling: bool = True,
+    prev: str = "",
+    linears: tuple[str, ...] = (),
+) -> ScaleSearch:
+    """Grid search of the activation exponent (AutoAWQ ``_compute_best_scale``).
+
+    x_mean: float [K], mean |x| of the pair's input per channel; weights: the pair's Linear
+    weights [N_i, K] (unscaled). For each ratio i / n_grid, i < n_grid, and each kind (duo,
+    then plain when ``duo_scaling``; plain only otherwise), the Linears are fake-quantized
+    as Q(W * s) / s and ``evaluate`` measures the inspected module's output error. The
+    lowest loss wins; ties keep the earlier candidate.
+    """
+    w_mean = weight_mean(weights, group_size)
+    kinds = (True, False) if duo_scaling else (False,)
+    candidates: list[ScaleCandidate] = []
+    best: tuple[float, torch.Tensor, ScaleCandidate] | None = None
+    for duo in kinds:
+        for i in range(n_grid):
+            ratio = i / n_grid
+            scales = candidate_scales(x_mean, w_mean, ratio, duo)
+            fake = [scaled_fake_quantize(w, scales, bits=bits, group_size=group_size, zero_point=zero_point)
+                    for w in weights]
+            loss = float(evaluate(fake))
+            candidate = ScaleCandidate(duo, ratio, loss)
+            candidates.append(candidate)
+            if math.isfinite(loss) and (best is None or loss < best[0]):
+                best = (loss, scales, candidate)
+    if best is None:
+        raise RuntimeError(f"AWQ scale search for {prev or 'a pair'}: every candidate gave a non-finite loss")
+    _, scales, chosen = best
+    return ScaleSearch(prev, tuple(linears), scales, chosen.ratio, chosen.duo, tuple(candidates))
+
+
+def scaled_fake_quantize(weight: torch.Tensor, scales: torch.Tensor, *, bits: int, group_size: int,
+                         zero_point: bool) -> torch.Tensor:
+    """Q(W * s) / s in float32, where W * s is first rounded to the weight's dtype exactly as
+    ``fold_scales`` stores it, so a candidate is scored on the weight that gets quantized."""
+    scaled = (weight.float() * scales[None, :]).to(weight.dtype)
+    return fake_quantize(scaled, bits=bits, group_size=group_size, zero_point=zero_point) / scales[None, :]
+
+
+@dataclass(frozen=True)
+class FoldedWeights:
+    prev_weight: torch.Tensor
+    prev_bias: torch.Tensor | None
+    weights: list[torch.Tensor]
+
+
+def fold_scales(prev_weight: torch.Tensor, prev_bias: torch.Tensor | None, weights: Sequence[torch.Tensor],
+                scales: torch.Tensor) -> FoldedWeights:
+    """Migrate ``scales`` [K] from the activations into the weights (AutoAWQ ``apply_scale``).
+
+    prev_weight: a norm's weight [K] (scale_ln_fcs) or the producing Linear's weight [K, in]
+    whose output rows are divided (scale_fc_fc: up_proj, or v_proj when v -> o applies);
+    its bias [K] is divided too. Each consumer weight [N_i, K] has its input columns
+    multiplied. The float function is unchanged: x / s @ (W * s)^T = x @ W^T. Computed in
+    float32 and rounded once to each tensor's dtype.
+    """
+    s = scales.float()
+    if prev_weight.dim() == 1:
+        new_prev = prev_weight.float() / s
+    else:
+        new_prev = prev_weight.float() / s[:, None]
+    new_bias = None if prev_bias is None else (prev_bias.float() / s).to(prev_bias.dtype)
+    new_weights = [(w.float() * s[None, :]).to(w.dtype) for w in weights]
+    return FoldedWeights(new_prev.to(prev_weight.dtype), new_bias, new_weights)
+
+
+def _group_grid(weight: torch.Tensor, bits: int, group_size: int, zero_point: bool,
+                max_val: torch.Tensor | None) -> tuple[torch.Tensor, Grid]:
+    """Rows of ``weight`` [N, K] cut into groups -> ([N * G, group] float32, their grids).
+
+    Min/max grid per group (AutoAWQ ``pseudo_quantize_tensor``) from quantizer.fit_grid:
+    zero_point -> asymmetric with a zero per group; else symmetric around the middle code.
+    max_val [N, G]: clamp each group to +-max_val first (AutoAWQ ``apply_clip``).
+    """
+    rows, columns = weight.shape
+    if columns % group_size:
+        raise ValueError(f"group size {group_size} does not divide the input size {columns}")
+    groups = weight.detach().float().reshape(-1, group_size)
+    if max_val is not None:
+        limit = max_val.float().reshape(-1, 1)
+        groups = torch.maximum(torch.minimum(groups, limit), -limit)
+    # AWQ stores zeros raw, so a zero point of 0 is fine (min_zero=0, unlike GPTQ v1).
+    return groups, fit_grid(groups, bits, sym=not zero_point, min_zero=0)
+
+
+def fake_quantize(weight: torch.Tensor, *, bits: int, group_size: int, zero_point: bool,
+                  max_val: torch.Tensor | None = None) -> torch.Tensor:
+    """Quantize-dequantize ``weight`` [N, K] group-wise; float32 [N, K]."""
+    groups, grid = _group_grid(weight, bits, group_size, zero_point, max_val)
+    return dequantize_codes(quantize_codes(groups, grid), grid).reshape(weight.shape)
+
+
+def quantize_weight(weight: torch.Tensor, *, bits: int, group_size: int, zero_point: bool,
+                    max_val: torch.Tensor | None = None) -> QuantizedWeight:
+    """Integer codes and per-group grids of ``weight`` [N, K], the same rounding as
+    ``fake_quantize``; zeros are the true zero points (2**(bits-1) when symmetric)."""
+    rows, columns = weight.shape
+    groups, grid = _group_grid(weight, bits, group_size, zero_point, max_val)
+    codes = quantize_codes(groups, grid).reshape(rows, columns)
+    return QuantizedWeight(
+        codes=codes.to(torch.uint8),
+        scales=grid.scale.reshape(rows, -1).T.contiguous().to(torch.float16),
+        zeros=grid.zero.reshape(rows, -1).T.contiguous().to(torch.int32),
+        g_idx=(torch.arange(columns, device=weight.device) // group_size).to(torch.int32),
+        bits=bits,
+        group_size=group_size,
+    )
+
+
+def search_clip(
+    weight: torch.Tensor,
+    x: torch.Tensor,
+    *,
+    bits: int,
+    group_size: int,
+    zero_point: bool,
+    n_grid: int = 20,
+    max_shrink: float = 0.5,
+    rows_per_chunk: int = 256,
+) -> ClipSearch:
+    """Best clipping range per output row and group (AutoAWQ ``_compute_best_clip``).
+
+    weight: [N, K] (already scaled); x: [T, K] a sample of the Linear's real input tokens
+    (already divided by the scales). For i < max_shrink * n_grid the range max|w| of each
+    group is shrunk by (1 - i / n_grid), the group fake-quantized, and its partial output
+    x_g @ w_g compared with the float one; each (row, group) keeps its best range. Output
+    rows are processed ``rows_per_chunk`` at a time and the products are done per group
+    with batched matmuls ([G, T, rows]), never materialising AutoAWQ's [rows, T, G, g]
+    broadcast, so memory stays at a few times T * K + G * T * rows floats.
+    """
+    rows, columns = weight.shape
+    groups = columns // group_size
+    xg = x.float().reshape(-1, groups, group_size).transpose(0, 1)  # [G, T, g]
+    steps = max(1, int(max_shrink * n_grid))
+    best_all, err_all, base_all = [], [], []
+    for start in range(0, rows, rows_per_chunk):
+        w = weight[start : start + rows_per_chunk].detach().float()
+        n = w.shape[0]
+        w_groups = w.reshape(n, groups, group_size)
+        reference = torch.bmm(xg, w_groups.permute(1, 2, 0))  # [G, T, n]
+        org_max = w_groups.abs().amax(dim=-1)  # [n, G]
+        best = org_max.clone()
+        min_err = torch.full_like(org_max, float("inf"))
+        base = None
+        for i in range(steps):
+            max_val = org_max * (1 - i / n_grid)
+            q = fake_quantize(w, bits=bits, group_size=group_size, zero_point=zero_point, max_val=max_val)
+            out = torch.bmm(xg, q.reshape(n, groups, group_size).permute(1, 2, 0))
+            err = (out - reference).pow(2).mean(dim=1).T  # [n, G]
+            if base is None:
+                base = err
+            better = err < min_err
+            min_err = torch.where(better, err, min_err)
+            best = torch.where(better, max_val, best)
+        best_all.append(best)
+        err_all.append(min_err)
+        base_all.append(base)
+    max_val = torch.cat(best_all)
+    errors, base = torch.cat(err_all), torch.cat(base_all)
+    org = weight.detach().float().reshape(rows, groups, group_size).abs().amax(dim=-1)
+    return ClipSearch(
+        max_val=max_val,
+        error=float(errors.sum(dtype=torch.float64)),
+        unclipped_error=float(base.sum(dtype=torch.float64)),
+        shrunk_fraction=float((max_val < org).float().mean()),
+    )
