@@ -2,6 +2,9 @@
 
 Holding the on-disk tensors (not a friendlier in-memory form) means saving is a plain
 state_dict and loading is a plain load_state_dict: there is one layout, in kernels/reference.py.
+The forward goes through kernels.dispatch, which picks the fastest path for the device and
+the number of rows (Triton on CUDA; torch's int4/int8 ops or a vectorised dequantize on
+CPU) and converts the layout for that path once, on first use.
 """
 
 from __future__ import annotations
@@ -10,54 +13,105 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..kernels.reference import dequantize_gptq, values_per_word
+from ..kernels.dispatch import PreparedWeight, prepare, quantized_linear, resolve_path
+from ..kernels.reference import dequantize_awq, dequantize_gptq, values_per_word
 
 
-class GPTQLinear(nn.Module):
-    """y = x @ dequant(qweight)^T + bias, for GPTQ v1 checkpoints (bits 4 or 8)."""
+class QuantLinear(nn.Module):
+    """Common part of GPTQLinear and AWQLinear: buffers, dispatch, path reporting."""
 
-    layout = "gptq"
+    layout = ""
 
-    def __init__(
-        self,
-        in_features: int,
-        out_features: int,
-        *,
-        bits: int,
-        group_size: int,
-        bias: bool,
-        dtype: torch.dtype = torch.bfloat16,
-        device: torch.device | str | None = None,
-    ) -> None:
+    def __init__(self, in_features: int, out_features: int, *, bits: int, group_size: int, bias: bool,
+                 dtype: torch.dtype, device: torch.device | str | None, packed_shapes: dict[str, tuple[int, ...]]) -> None:
         super().__init__()
-        pack = values_per_word(bits)
         group = in_features if group_size == -1 else group_size
-        if in_features % pack or out_features % pack or in_features % group:
-            raise ValueError(
-                f"cannot pack a {in_features}->{out_features} Linear at {bits} bits, group {group_size}"
-            )
+        pack = values_per_word(bits)
+        if in_features % group or out_features % pack or in_features % pack:
+            raise ValueError(f"cannot pack a {in_features}->{out_features} Linear at {bits} bits, group {group_size}")
         self.in_features, self.out_features = in_features, out_features
         self.bits, self.group_size = bits, group_size
         self.compute_dtype = dtype
-        groups = in_features // group
-        self.register_buffer("qweight", torch.zeros(in_features // pack, out_features, dtype=torch.int32, device=device))
-        self.register_buffer("qzeros", torch.zeros(groups, out_features // pack, dtype=torch.int32, device=device))
-        self.register_buffer("scales", torch.zeros(groups, out_features, dtype=torch.float16, device=device))
-        self.register_buffer("g_idx", torch.zeros(in_features, dtype=torch.int32, device=device))
+        # "auto" lets kernels.dispatch choose; benchmarks and tests may pin a path by name.
+        self.kernel_path = "auto"
+        for name, shape in packed_shapes.items():
+            dtype_of = torch.float16 if name == "scales" else torch.int32
+            self.register_buffer(name, torch.zeros(shape, dtype=dtype_of, device=device))
         if bias:
             self.register_buffer("bias", torch.zeros(out_features, dtype=dtype, device=device))
         else:
             self.bias = None
+        self._prepared: PreparedWeight | None = None
+        self._register_load_state_dict_pre_hook(self._forget_prepared)
 
-    def dequantize(self) -> torch.Tensor:
-        """Dense weight [N, K] in the compute dtype (the nn.Linear.weight it stands for)."""
-        return dequantize_gptq(self.qweight, self.qzeros, self.scales, self.g_idx, self.bits, dtype=torch.float32).T.to(
-            self.compute_dtype
-        )
+    def _forget_prepared(self, *args, **kwargs) -> None:
+        self._prepared = None
+
+    def _apply(self, fn, recurse=True):
+        # .to(device) / .half() replace the buffers: the prepared copy is stale then.
+        self._prepared = None
+        return super()._apply(fn, recurse)
+
+    def prepared(self) -> PreparedWeight:
+        if self._prepared is None or self._prepared.device != self.qweight.device:
+            self._prepared = prepare(self.layout, self.bits, self.group_size, self.qweight, self.qzeros, self.scales,
+                                     getattr(self, "g_idx", None), self.qweight.device)
+        return self._prepared
+
+    def path_for(self, rows: int) -> str:
+        """The kernel path a forward with ``rows`` rows of input takes."""
+        return resolve_path(self.prepared(), rows, self.kernel_path)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         bias = None if self.bias is None else self.bias.to(x.dtype)
-        return F.linear(x, self.dequantize().to(x.dtype), bias)
+        if x.dtype not in (torch.bfloat16, torch.float16):
+            # The kernels take 16-bit activations; float32 (accuracy checks) dequantizes.
+            return F.linear(x, self.dequantize().to(x.dtype), bias)
+        return quantized_linear(x, self.prepared(), bias, self.kernel_path)
 
     def extra_repr(self) -> str:
         return f"in={self.in_features}, out={self.out_features}, bits={self.bits}, group_size={self.group_size}"
+
+
+class GPTQLinear(QuantLinear):
+    """y = x @ dequant(qweight) + bias, for GPTQ v1 checkpoints (bits 4 or 8)."""
+
+    layout = "gptq"
+
+    def __init__(self, in_features: int, out_features: int, *, bits: int, group_size: int, bias: bool,
+                 dtype: torch.dtype = torch.bfloat16, device: torch.device | str | None = None) -> None:
+        pack = values_per_word(bits)
+        groups = in_features // (in_features if group_size == -1 else group_size)
+        super().__init__(in_features, out_features, bits=bits, group_size=group_size, bias=bias, dtype=dtype,
+                         device=device, packed_shapes={
+                             "qweight": (in_features // pack, out_features),
+                             "qzeros": (groups, out_features // pack),
+                             "scales": (groups, out_features),
+                             "g_idx": (in_features,),
+                         })
+
+    def dequantize(self) -> torch.Tensor:
+        """Dense weight [N, K] in the compute dtype (the nn.Linear.weight it stands for)."""
+        dense = dequantize_gptq(self.qweight, self.qzeros, self.scales, self.g_idx, self.bits, dtype=torch.float32)
+        return dense.T.to(self.compute_dtype)
+
+
+class AWQLinear(QuantLinear):
+    """y = x @ dequant(qweight) + bias, for AWQ GEMM checkpoints (bits 4; 8 in natural order)."""
+
+    layout = "awq"
+
+    def __init__(self, in_features: int, out_features: int, *, bits: int, group_size: int, bias: bool,
+                 dtype: torch.dtype = torch.bfloat16, device: torch.device | str | None = None) -> None:
+        pack = values_per_word(bits)
+        groups = in_features // group_size
+        super().__init__(in_features, out_features, bits=bits, group_size=group_size, bias=bias, dtype=dtype,
+                         device=device, packed_shapes={
+                             "qweight": (in_features, out_features // pack),
+                             "qzeros": (groups, out_features // pack),
+                             "scales": (groups, out_features),
+                         })
+
+    def dequantize(self) -> torch.Tensor:
+        dense = dequantize_awq(self.qweight, self.qzeros, self.scales, self.group_size, self.bits, dtype=torch.float32)
+        return dense.T.to(self.compute_dtype)

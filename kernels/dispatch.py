@@ -1,0 +1,244 @@
+"""The one entry point the quantized Linear modules call: prepare once, then run.
+
+    prepared = prepare("gptq", 4, 128, qweight, qzeros, scales, g_idx, device)   # at load
+    y = quantized_linear(x, prepared, bias)                                     # per call
+    resolve_path(prepared, m)  # the path quantized_linear takes for M rows
+
+Paths (path="auto" picks the first that applies):
+    CUDA   triton_decode   M <= 16   split-K dequant-GEMV (decode.py)
+           triton_gemm     M < 256   tiled dequant-GEMM (gemm.py)
+           triton_dequant  larger M  Triton dequantize + torch.matmul (dequant.py)
+    CPU    cpu_int4        4-bit, M <= CPU_INT4_MAX_M: torch's int4 op (cpu.py; runs in bf16)
+           cpu_int8        8-bit with one group, M <= CPU_INT8_MAX_M: torch's int8 op (bf16)
+           torch_dequant   otherwise: vectorised torch dequantize + matmul (torch_dequant.py)
+    any    reference       reference.py dequantize (to x's dtype) + matmul, the definition
+Under TRITON_INTERPRET=1 the triton_* paths also run on CPU tensors (tests), but only when
+asked for by name. An explicit path that cannot run raises ValueError; nothing falls back
+silently.
+
+Act-order GPTQ: prepare() permutes the weight's input rows once so groups become
+contiguous (Marlin, ExLlamaV2), and each call gathers x's columns with the same
+permutation. The permuted qweight is a second copy of the packed weight (only for
+act-order); the reference path keeps reading the checkpoint tensors as given. On CPU the
+int4/int8 op tables are a converted copy too (as large as the packed weight). No path
+caches a dense weight: that would cost the memory the quantization saved.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from dataclasses import dataclass
+
+import torch
+
+from .configs import DECODE_MAX_M, GEMM_MAX_M
+from .cpu import (
+    CpuInt4Weight,
+    CpuInt8Weight,
+    act_order_perm,
+    int4_matmul,
+    int4_unsupported,
+    int8_matmul,
+    int8_unsupported,
+    prepare_int4,
+    prepare_int8,
+)
+from .decode import decode_matmul
+from .dequant import dequant_matmul
+from .gemm import gemm_matmul
+from .launch import ACTIVATION_DTYPES, interpreting
+from .layout import PackedFormat, check_packed, pack_rows
+from .reference import dequantize_awq, dequantize_gptq, unpack_rows
+from .torch_dequant import dequantize_torch
+
+logger = logging.getLogger(__name__)
+
+TRITON_PATHS = ("triton_decode", "triton_gemm", "triton_dequant")
+CPU_PATHS = ("cpu_int4", "cpu_int8")
+PATHS = TRITON_PATHS + CPU_PATHS + ("torch_dequant", "reference")
+# Where torch's CPU ops stop beating torch_dequant + matmul (their cost grows with M,
+# dequantizing does not); measured on 2 cores, benchmarks/results/kernels.md.
+CPU_INT4_MAX_M = 64
+CPU_INT8_MAX_M = 64
+
+
+@dataclass(frozen=True, eq=False)
+class PreparedWeight:
+    """A quantized weight converted once for the device it runs on (see module docstring)."""
+
+    fmt: PackedFormat
+    in_features: int
+    out_features: int
+    group: int  # rows per group (K for group_size -1)
+    device: torch.device
+    # The checkpoint tensors, on device: what the reference path reads.
+    qweight: torch.Tensor
+    qzeros: torch.Tensor
+    scales: torch.Tensor
+    g_idx: torch.Tensor | None
+    # Input permutation making the groups contiguous (act-order), None if already so.
+    perm: torch.Tensor | None
+    # qweight with rows in perm order (qweight itself when perm is None), what the Triton
+    # kernels and torch_dequant read; None when g_idx cannot be sorted into groups.
+    sorted_qweight: torch.Tensor | None
+    cpu: CpuInt4Weight | CpuInt8Weight | None
+    unsupported: tuple[tuple[str, str], ...]  # (path, reason) for paths this weight cannot use
+
+    @property
+    def layout(self) -> str:
+        return self.fmt.layout
+
+    @property
+    def bits(self) -> int:
+        return self.fmt.bits
+
+
+def _permute_rows(fmt: PackedFormat, qweight: torch.Tensor, perm: torch.Tensor) -> torch.Tensor:
+    codes = unpack_rows(qweight, fmt.bits)[perm.to(qweight.device)]
+    return pack_rows(codes, fmt.bits).contiguous()
+
+
+def prepare(
+    layout: str,
+    bits: int,
+    group_size: int,
+    qweight: torch.Tensor,
+    qzeros: torch.Tensor,
+    scales: torch.Tensor,
+    g_idx: torch.Tensor | None = None,
+    device: torch.device | str | None = None,
+) -> PreparedWeight:
+    """Check the packed tensors and convert them once for `device` (default: qweight's).
+
+    layout "gptq" (v1 zero offset), "gptq_v2" or "awq"; group_size -1 means one group;
+    g_idx only for GPTQ (None means contiguous groups). Raises ValueError on a bad layout.
+    """
+    fmt = PackedFormat(layout, bits)
+    device = torch.device(device) if device is not None else qweight.device
+    qweight, qzeros, scales = qweight.to(device), qzeros.to(device), scales.to(device)
+    k, n, group = check_packed(fmt, qweight, qzeros, scales, group_size)
+    if g_idx is not None:
+        if fmt.layout == "awq":
+            raise ValueError("AWQ has no g_idx")
+        if g_idx.shape != (k,) or g_idx.dtype not in (torch.int32, torch.int64):
+            raise ValueError(f"g_idx must be int32 [{k}], got {g_idx.dtype} {tuple(g_idx.shape)}")
+        g_idx = g_idx.to(device)
+    unsupported: list[tuple[str, str]] = []
+    perm, permutable = act_order_perm(g_idx, k, group)
+    sorted_qweight = None
+    if not permutable:
+        reason = "g_idx is not a permutation of contiguous groups"
+        unsupported += [(p, reason) for p in PATHS if p != "reference"]
+    else:
+        sorted_qweight = qweight if perm is None else _permute_rows(fmt, qweight, perm)
+        if k // group > 1 and group % 16:
+            unsupported += [(p, f"group size {group} is not a multiple of 16") for p in TRITON_PATHS]
+    cpu: CpuInt4Weight | CpuInt8Weight | None = None
+    if permutable and device.type == "cpu":
+        why4 = int4_unsupported(fmt, k, n, group)
+        why8 = int8_unsupported(fmt, k, n, group)
+        if why4 is None:
+            cpu = prepare_int4(fmt, qweight, qzeros, scales, group_size, perm)
+        if why8 is None:
+            cpu = prepare_int8(fmt, qweight, qzeros, scales, group_size)
+        unsupported += [(p, why) for p, why in (("cpu_int4", why4), ("cpu_int8", why8)) if why]
+    if perm is not None:
+        perm = perm.to(device)
+    return PreparedWeight(
+        fmt, k, n, group, device, qweight, qzeros, scales, g_idx, perm, sorted_qweight, cpu, tuple(unsupported)
+    )
+
+
+def available_paths(prepared: PreparedWeight) -> tuple[str, ...]:
+    """Paths that can run this weight on its device, in order of preference."""
+    blocked = {p for p, _ in prepared.unsupported}
+    paths: list[str] = []
+    if prepared.device.type == "cuda" or (prepared.device.type == "cpu" and interpreting()):
+        paths += [p for p in TRITON_PATHS if p not in blocked]
+    if prepared.device.type == "cpu":
+        if isinstance(prepared.cpu, CpuInt4Weight):
+            paths.append("cpu_int4")
+        if isinstance(prepared.cpu, CpuInt8Weight):
+            paths.append("cpu_int8")
+    if "torch_dequant" not in blocked:
+        paths.append("torch_dequant")
+    paths.append("reference")
+    return tuple(paths)
+
+
+def resolve_path(prepared: PreparedWeight, m: int, path: str = "auto") -> str:
+    """The path quantized_linear takes for an [M, K] input; ValueError if it cannot run."""
+    available = available_paths(prepared)
+    if path != "auto":
+        if path not in PATHS:
+            raise ValueError(f"unknown path {path!r}; paths: {PATHS}")
+        if path not in available:
+            reasons = dict(prepared.unsupported)
+            why = reasons.get(path, f"not available on {prepared.device.type}")
+            raise ValueError(f"path {path!r} cannot run this {prepared.fmt.describe()} weight: {why}")
+        if path == "triton_decode" and m > DECODE_MAX_M:
+            raise ValueError(f"triton_decode takes at most {DECODE_MAX_M} rows, got {m}")
+        return path
+    if prepared.device.type == "cuda" and "triton_decode" in available:
+        return "triton_decode" if m <= DECODE_MAX_M else "triton_gemm" if m <= GEMM_MAX_M else "triton_dequant"
+    if "cpu_int4" in available and m <= CPU_INT4_MAX_M:
+        return "cpu_int4"
+    if "cpu_int8" in available and m <= CPU_INT8_MAX_M:
+        return "cpu_int8"
+    return "torch_dequant" if "torch_dequant" in available else "reference"
+
+
+def _reference(x: torch.Tensor, p: PreparedWeight) -> torch.Tensor:
+    if p.fmt.layout == "awq":
+        w = dequantize_awq(p.qweight, p.qzeros, p.scales, p.group, p.bits, dtype=x.dtype)
+    else:
+        g_idx = p.g_idx
+        if g_idx is None:
+            g_idx = torch.arange(p.in_features, device=p.device, dtype=torch.int32) // p.group
+        w = dequantize_gptq(
+            p.qweight, p.qzeros, p.scales, g_idx, p.bits, v1_zero_offset=p.fmt.zero_offset == 1, dtype=x.dtype
+        )
+    return x @ w
+
+
+def quantized_linear(
+    x: torch.Tensor,
+    prepared: PreparedWeight,
+    bias: torch.Tensor | None = None,
+    path: str = "auto",
+) -> torch.Tensor:
+    """y = x @ dequant(W) + bias for x [..., K] in bf16/fp16 -> [..., N] in x's dtype."""
+    p = prepared
+    if x.dtype not in ACTIVATION_DTYPES:
+        raise ValueError(f"x must be bfloat16 or float16, got {x.dtype}")
+    if x.shape[-1] != p.in_features:
+        raise ValueError(f"x has {x.shape[-1]} features, the weight has K={p.in_features}")
+    if x.device != p.device:
+        raise ValueError(f"x is on {x.device}, the prepared weight on {p.device}")
+    if bias is not None and bias.shape != (p.out_features,):
+        raise ValueError(f"bias must be [{p.out_features}], got {tuple(bias.shape)}")
+    lead = x.shape[:-1]
+    x2 = x.reshape(-1, p.in_features)
+    m = x2.shape[0]
+    chosen = resolve_path(p, m, path)
+    logger.debug("quantized_linear %s M=%d K=%d N=%d -> %s", p.fmt.describe(), m, p.in_features, p.out_features, chosen)
+    if m == 0:
+        y = x2.new_empty((0, p.out_features))
+    elif chosen == "reference":
+        y = _reference(x2, p)
+    else:
+        xk = x2 if p.perm is None else x2[:, p.perm]
+        if chosen == "cpu_int4":
+            y = int4_matmul(xk, p.cpu)
+        elif chosen == "cpu_int8":
+            y = int8_matmul(xk, p.cpu)
+        elif chosen == "torch_dequant":
+            y = xk @ dequantize_torch(p.fmt, p.sorted_qweight, p.qzeros, p.scales, p.group, x.dtype)
+        else:
+            run = {"triton_decode": decode_matmul, "triton_gemm": gemm_matmul, "triton_dequant": dequant_matmul}[chosen]
+            with torch.cuda.device(x.device) if x.is_cuda else contextlib.nullcontext():
+                y = run(xk.contiguous(), p.sorted_qweight, p.qzeros, p.scales, p.fmt, p.group)
+    if bias is not None:
+        y = y + bias.to(y.dtype)
+    return y.reshape(*lead, p.out_features)
