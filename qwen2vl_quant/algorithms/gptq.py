@@ -127,7 +127,7 @@ def gptq_quantize(
     Hinv, damp_used = _damped_inverse_cholesky(H, damp_percent, damp_auto_increment, live)
     del H  # the largest buffer besides Hinv (K^2 floats): free it before the solve
 
-    codes = torch.zeros_like(W)
+    codes = torch.zeros(W.shape, dtype=torch.uint8, device=W.device)  # 1/4 of a float copy
     losses = torch.zeros(rows, device=W.device)
     # grids[j] is the grid of the j-th group in solve order (static: original order).
     grids: list[Grid] = list(static_grids)
@@ -170,7 +170,7 @@ def gptq_quantize(
         g_idx = torch.arange(columns, device=W.device) // group
 
     qweight = QuantizedWeight(
-        codes=codes.to(torch.uint8),
+        codes=codes,
         scales=torch.stack([g.scale for g in grids]).to(torch.float16),
         zeros=torch.stack([g.zero for g in grids]).to(torch.int32),
         g_idx=g_idx.to(torch.int32),

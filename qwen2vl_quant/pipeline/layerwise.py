@@ -90,7 +90,8 @@ def run_layers(
         layer = source.layer(index)
         home = next(layer.parameters()).device
         layer.to(device)
-        originals = {name: layer.get_submodule(name).weight.detach().clone() for name in spec.quantized_linears}
+        # References, not copies: a replaced Linear's weight stays alive through this dict.
+        originals = {name: layer.get_submodule(name).weight.detach() for name in spec.quantized_linears}
         meter = ErrorMeter(layer, originals, total_tokens)
         stage(index, "quantize")
         result = step(layer, index, runner, meter)
