@@ -22,10 +22,13 @@ from torch import nn
 from . import __version__
 from .arch import QWEN2_VL, key_for_module_name, layer_index_of, module_name_for_key
 from .calibration.batches import CalibrationSample, build_samples
+from .awq_config import AWQConfig
 from .config import CalibrationConfig, GPTQConfig, RTNConfig
 from .errors import ConfigError
+from .formats import awq as awq_format
 from .formats import gptq as gptq_format
 from .pipeline.safetensors_io import StoredTensor, read_header
+from .pipeline.awq_layer import quantize_layer_awq
 from .pipeline.gptq_layer import quantize_layer_gptq, quantize_layer_rtn
 from .pipeline.layerwise import LayerStep, capture_inputs, run_layers
 from .pipeline.padding import padded_intermediate_size
@@ -44,7 +47,7 @@ from .report import LinearReport, QuantReport
 
 logger = logging.getLogger(__name__)
 
-QuantConfig = GPTQConfig | RTNConfig
+QuantConfig = GPTQConfig | RTNConfig | AWQConfig
 # Files of a model directory that describe the processor, tokenizer and generation defaults.
 PROCESSOR_FILE_SUFFIXES = (".json", ".jinja", ".txt", ".model", ".tiktoken")
 NOT_COPIED = {"config.json", "model.safetensors.index.json"}
@@ -182,10 +185,15 @@ def _step(config: QuantConfig) -> LayerStep:
         return lambda layer, index, runner, meter: quantize_layer_gptq(layer, index, runner, meter, QWEN2_VL, config)
     if isinstance(config, RTNConfig):
         return lambda layer, index, runner, meter: quantize_layer_rtn(layer, index, runner, meter, config)
+    if isinstance(config, AWQConfig):
+        return lambda layer, index, runner, meter: quantize_layer_awq(layer, index, runner, meter, QWEN2_VL, config)
     raise ConfigError(f"unsupported config type {type(config).__name__}")
 
 
 def _quantization_config(config: QuantConfig) -> dict[str, Any]:
+    if isinstance(config, AWQConfig):
+        return awq_format.awq_quantization_config(bits=config.bits, group_size=config.group_size,
+                                                  zero_point=config.zero_point, tool_version=__version__)
     gptq = config if isinstance(config, GPTQConfig) else GPTQConfig(config.bits, config.group_size, config.sym)
     return gptq_format.quantization_config(
         bits=gptq.bits, group_size=gptq.group_size, sym=gptq.sym, desc_act=gptq.desc_act,

@@ -70,6 +70,26 @@ def _parser() -> argparse.ArgumentParser:
     _add_common(gptq)
     gptq.set_defaults(run=_run_gptq)
 
+    awq = commands.add_parser("awq", help="AWQ-quantize a Qwen2-VL model directory",
+                              description="AWQ (Lin et al. 2023): activation-aware scales folded into the norms, "
+                              "clipping search, then group-wise quantization; one decoder layer at a time. Output "
+                              "is an AutoAWQ GEMM checkpoint (4-bit: transformers and vLLM; 8-bit: transformers "
+                              "only, no AWQ 8-bit kernel exists in vLLM).",
+                              formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    awq.add_argument("model_dir", metavar="MODEL_DIR", type=Path, help="Qwen2-VL model directory (HF layout, safetensors)")
+    awq.add_argument("out_dir", metavar="OUT_DIR", type=Path, help="where to write the quantized checkpoint")
+    awq.add_argument("--bits", type=int, choices=(4, 8), required=True, help="weight bits")
+    awq.add_argument("--group-size", type=int, choices=(32, 64, 128), default=128,
+                     help="input channels sharing a scale/zero")
+    awq.add_argument("--zero-point", action=argparse.BooleanOptionalAction, default=True,
+                     help="asymmetric grid with a zero per group (--no-zero-point: symmetric)")
+    awq.add_argument("--n-grid", type=int, default=20, help="exponents tried in the scale search")
+    awq.add_argument("--no-duo-scaling", dest="duo_scaling", action="store_false",
+                     help="search only x_mean^r scales, not AutoAWQ's x_mean^r / w_mean^(1-r) too")
+    awq.add_argument("--no-clip", dest="clip", action="store_false", help="skip the clipping search")
+    _add_common(awq)
+    awq.set_defaults(run=_run_awq)
+
     demo = commands.add_parser("demo-model", help="write a small random-weight Qwen2-VL model (offline) to try the tool on")
     demo.add_argument("out_dir", metavar="OUT_DIR", type=Path)
     demo.add_argument("--preset", choices=("tiny", "small"), default="small")
@@ -123,10 +143,28 @@ def _run_gptq(args: argparse.Namespace) -> int:
     return 0
 
 
+def _run_awq(args: argparse.Namespace) -> int:
+    from .api import quantize_checkpoint
+    from .awq_config import AWQConfig
+
+    config = AWQConfig(bits=args.bits, group_size=args.group_size, zero_point=args.zero_point, n_grid=args.n_grid,
+                       duo_scaling=args.duo_scaling, clip=args.clip)
+    print(f"AWQ {args.bits}-bit, group size {args.group_size}: {args.model_dir} -> {args.out_dir}")
+    report = quantize_checkpoint(args.model_dir, args.out_dir, config, calib_data=args.calib,
+                                 calibration=_calibration(args), device=args.device,
+                                 activations_device=args.activations_device, max_shard_size=args.max_shard_size,
+                                 overwrite=args.overwrite, resume=args.resume, tensor_parallel=args.tensor_parallel,
+                                 show_progress=not args.quiet)
+    _print_summary(report, args.model_dir, args.out_dir)
+    return 0
+
+
 def _print_summary(report, model_dir: Path, out_dir: Path) -> None:
     print()
     print(f"calibration: {report.calibration}")
     print(report.table())
+    for note in report.notes:
+        print(f"note: {note}")
     print()
     worst = ", ".join(f"layer {r.layer} {r.name} {r.rel_error:.4f}" for r in report.worst(3))
     print(f"mean relative output error {report.mean_rel_error():.5f}; worst: {worst}")

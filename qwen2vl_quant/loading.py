@@ -12,7 +12,7 @@ from transformers import Qwen2VLConfig, Qwen2VLForConditionalGeneration
 
 from .arch import QWEN2_VL
 from .errors import ModelLoadError
-from .modules.quant_linear import GPTQLinear
+from .modules.quant_linear import AWQLinear, GPTQLinear, QuantLinear
 from .pipeline.checkpoint import CheckpointReader
 from .pipeline.source import build_skeleton, rebuild_meta_buffers
 
@@ -55,7 +55,7 @@ def load_quantized(path: str | Path, device: str | torch.device = "cpu",
     # Float tensors (vision tower, norms, embeddings) follow the compute dtype; packed
     # integer buffers and fp16 scales are left as stored.
     for module in model.modules():
-        if not isinstance(module, GPTQLinear):
+        if not isinstance(module, QuantLinear):
             for name, param in list(module.named_parameters(recurse=False)):
                 if param.dtype != dtype:
                     setattr(module, name, torch.nn.Parameter(param.data.to(dtype), requires_grad=False))
@@ -69,14 +69,17 @@ def _dtype(config: Qwen2VLConfig) -> torch.dtype:
 
 def _swap_linears(model: nn.Module, qconfig: dict[str, Any], dtype: torch.dtype) -> None:
     method = qconfig.get("quant_method")
-    if method != "gptq":
+    module_class = {"gptq": GPTQLinear, "awq": AWQLinear}.get(method)
+    if module_class is None:
         raise ModelLoadError(f"unsupported quant_method {method!r}")
+    if method == "gptq" and qconfig.get("checkpoint_format", "gptq") != "gptq":
+        raise ModelLoadError(f"unsupported GPTQ checkpoint_format {qconfig['checkpoint_format']!r}")
     layers = model.get_submodule(QWEN2_VL.layers_path)
     for layer in layers:
         for name in QWEN2_VL.quantized_linears:
             linear = layer.get_submodule(name)
             with torch.device("meta"):
-                module = GPTQLinear(linear.in_features, linear.out_features, bits=qconfig["bits"],
-                                    group_size=qconfig["group_size"], bias=linear.bias is not None, dtype=dtype)
+                module = module_class(linear.in_features, linear.out_features, bits=qconfig["bits"],
+                                      group_size=qconfig["group_size"], bias=linear.bias is not None, dtype=dtype)
             parent, _, child = name.rpartition(".")
             setattr(layer.get_submodule(parent), child, module)

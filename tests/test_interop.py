@@ -17,6 +17,7 @@ pytest.importorskip("optimum")
 pytest.importorskip("gptqmodel")
 
 from transformers import AutoProcessor, Qwen2VLForConditionalGeneration  # noqa: E402
+from transformers import AwqConfig as HFAwqConfig  # noqa: E402
 from transformers import GPTQConfig as HFGPTQConfig  # noqa: E402
 
 from qwen2vl_quant.cli import main  # noqa: E402
@@ -25,9 +26,11 @@ from qwen2vl_quant.loading import load_quantized  # noqa: E402
 pytestmark = pytest.mark.interop
 
 CASES = {
-    "int4-g32": ["--bits", "4", "--group-size", "32"],
-    "int4-asym-act-order": ["--bits", "4", "--group-size", "32", "--asym", "--desc-act"],
-    "int8-g64-act-order-static": ["--bits", "8", "--group-size", "64", "--desc-act", "--static-groups"],
+    "gptq-int4-g32": ["gptq", "--bits", "4", "--group-size", "32"],
+    "gptq-int4-asym-act-order": ["gptq", "--bits", "4", "--group-size", "32", "--asym", "--desc-act"],
+    "gptq-int8-g64-act-order-static": ["gptq", "--bits", "8", "--group-size", "64", "--desc-act", "--static-groups"],
+    "awq-int4-g32": ["awq", "--bits", "4", "--group-size", "32"],
+    "awq-int8-g64": ["awq", "--bits", "8", "--group-size", "64"],
 }
 
 
@@ -49,14 +52,17 @@ def image_inputs(model_dir, image):
 
 
 @pytest.mark.parametrize("case", list(CASES))
-def test_transformers_loads_our_gptq_checkpoint(case, tiny_model_dir, calib, test_images, tmp_path):
+def test_transformers_loads_our_checkpoint(case, tiny_model_dir, calib, test_images, tmp_path):
     out = tmp_path / case
-    assert main(["gptq", *CASES[case], "--calib", str(calib), "--quiet", str(tiny_model_dir), str(out)]) == 0
-    bits = int(CASES[case][1])
+    method, *options = CASES[case]
+    assert main([method, *options, "--calib", str(calib), "--quiet", str(tiny_model_dir), str(out)]) == 0
+    bits = int(options[1])
+    backend = (HFGPTQConfig(bits=bits, backend="gptq_torch") if method == "gptq"
+               else HFAwqConfig(bits=bits, backend="torch_awq"))
     # float32 on both sides, so that the comparison sees the quantized weights, not bf16 noise.
     theirs = Qwen2VLForConditionalGeneration.from_pretrained(
         out, device_map="cpu", dtype=torch.float32,
-        quantization_config=HFGPTQConfig(bits=bits, backend="gptq_torch"),
+        quantization_config=backend,
     ).eval()
     ours = load_quantized(out, dtype=torch.float32)
     q_proj = theirs.model.language_model.layers[0].self_attn.q_proj
@@ -64,8 +70,7 @@ def test_transformers_loads_our_gptq_checkpoint(case, tiny_model_dir, calib, tes
     for block in theirs.model.visual.blocks:
         assert type(block.attn.qkv) is torch.nn.Linear and type(block.mlp.fc1) is torch.nn.Linear
     assert type(theirs.lm_head) is torch.nn.Linear
-    in_bf16 = Qwen2VLForConditionalGeneration.from_pretrained(
-        out, device_map="cpu", quantization_config=HFGPTQConfig(bits=bits, backend="gptq_torch"))
+    in_bf16 = Qwen2VLForConditionalGeneration.from_pretrained(out, device_map="cpu", quantization_config=backend)
     assert in_bf16.model.visual.blocks[0].attn.qkv.weight.dtype == torch.bfloat16
 
     inputs = image_inputs(tiny_model_dir, test_images[0])

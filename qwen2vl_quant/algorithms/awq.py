@@ -163,14 +163,15 @@ def search_scales(
 
 def scaled_fake_quantize(weight: torch.Tensor, scales: torch.Tensor, *, bits: int, group_size: int,
                          zero_point: bool) -> torch.Tensor:
-    """Q(W * s) / s in float32, where W * s is first rounded to the weight's dtype exactly as
-    ``fold_scales`` stores it, so a candidate is scored on the weight that gets quantized."""
-    scaled = (weight.float() * scales[None, :]).to(weight.dtype)
+    """Q(W * s) / s in float32; W * s is computed in float32, as the pipeline quantizes it."""
+    scaled = weight.float() * scales[None, :]
     return fake_quantize(scaled, bits=bits, group_size=group_size, zero_point=zero_point) / scales[None, :]
 
 
 @dataclass(frozen=True)
 class FoldedWeights:
+    """What ``fold_scales`` returns: the producer's new weight and bias, the consumers' weights."""
+
     prev_weight: torch.Tensor
     prev_bias: torch.Tensor | None
     weights: list[torch.Tensor]
@@ -184,7 +185,7 @@ def fold_scales(prev_weight: torch.Tensor, prev_bias: torch.Tensor | None, weigh
     whose output rows are divided (scale_fc_fc: up_proj, or v_proj when v -> o applies);
     its bias [K] is divided too. Each consumer weight [N_i, K] has its input columns
     multiplied. The float function is unchanged: x / s @ (W * s)^T = x @ W^T. Computed in
-    float32 and rounded once to each tensor's dtype.
+    float32 and rounded once to each tensor's dtype (pass float32 weights to keep them exact).
     """
     s = scales.float()
     if prev_weight.dim() == 1:

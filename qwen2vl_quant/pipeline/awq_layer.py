@@ -18,19 +18,27 @@ import logging
 import time
 from collections import defaultdict
 from dataclasses import dataclass, field
-from typing import Iterator
+from typing import Iterator, Sequence
 
 import torch
 from torch import nn
 from torch.func import functional_call
 
-from ..algorithms.awq import AbsMeanAccumulator, ClipSearch, Evaluate, ScaleSearch, fold_scales, quantize_weight, \
-    search_clip, search_scales
+from ..algorithms.awq import (
+    AbsMeanAccumulator,
+    ClipSearch,
+    Evaluate,
+    ScaleSearch,
+    fold_scales,
+    quantize_weight,
+    search_clip,
+    search_scales,
+)
 from ..algorithms.gptq import QuantizedWeight
 from ..arch import ArchSpec, SmoothingPair
 from ..awq_config import AWQConfig
 from ..formats.awq import pack_awq
-from ..modules.awq_linear import AWQLinear
+from ..modules.quant_linear import AWQLinear
 from ..report import LinearReport
 from .capture import move_to
 from .layerwise import StepResult
@@ -63,21 +71,25 @@ def quantize_layer_awq(
     seconds: dict[str, float] = defaultdict(float)
     start = time.perf_counter()
     scales = search_layer_scales(layer, runner, spec, config)
-    apply_layer_scales(layer, scales)
+    folded = apply_layer_scales(layer, scales)
     _spread(seconds, spec.quantized_linears, time.perf_counter() - start)
-    for name in spec.quantized_linears:
-        meter.originals[name] = layer.get_submodule(name).weight.detach().clone()
+    # The Linears are quantized from their float32 folded weights: rounding W * s to bf16
+    # first would add an error of the order of 8-bit quantization's own.
+    weights = {name: folded.get(name, layer.get_submodule(name).weight.detach().float())
+               for name in spec.quantized_linears}
+    for name, weight in weights.items():
+        meter.originals[name] = weight
 
     clips: dict[str, ClipSearch] = {}
     if config.clip:
-        clips = search_layer_clips(layer, runner, spec, config, seconds)
+        clips = search_layer_clips(layer, runner, spec, config, weights, seconds)
 
     reports = []
     for name in spec.quantized_linears:
         start = time.perf_counter()
         linear = layer.get_submodule(name)
         clip = clips.get(name)
-        qw = quantize_weight(linear.weight, bits=config.bits, group_size=config.group_size,
+        qw = quantize_weight(weights[name], bits=config.bits, group_size=config.group_size,
                              zero_point=config.zero_point, max_val=None if clip is None else clip.max_val)
         _set_module(layer, name, awq_module(linear, qw))
         seconds[name] += time.perf_counter() - start
@@ -98,7 +110,7 @@ def search_layer_scales(layer: nn.Module, runner: LayerRunner, spec: ArchSpec, c
     for pair in spec.smoothing_pairs:
         reason = unsupported_reason(layer, pair)
         if reason:
-            logger.info("AWQ: %s", reason)
+            logger.debug("AWQ layer: %s", reason)
             skipped.update({name: reason for name in pair.linears})
             continue
         searches.append(search_pair(layer, runner, pair, config))
@@ -117,10 +129,11 @@ def unsupported_reason(layer: nn.Module, pair: SmoothingPair) -> str | None:
     if prev.out_features == reads:
         return None
     return (f"{pair.prev} -> {', '.join(pair.linears)} smoothing skipped: {pair.prev} has {prev.out_features} "
-            f"outputs but {pair.linears[0]} reads {reads} (grouped-query attention shares each value head "
-            f"between query heads, so no per-channel scale can be folded)")
+            f"outputs but {pair.linears[0]} reads {reads} (grouped-query attention: each value head serves "
+            f"several query heads, so no per-channel scale can be folded)")
 
 
+@torch.inference_mode()
 def search_pair(layer: nn.Module, runner: LayerRunner, pair: SmoothingPair, config: AWQConfig) -> ScaleSearch:
     """Cache this pair's inputs, then grid-search its scales (algorithms.awq.search_scales)."""
     inputs = collect_inputs(layer, runner, pair.linears[0])
@@ -188,6 +201,7 @@ def pair_evaluator(layer: nn.Module, runner: LayerRunner, pair: SmoothingPair, i
 
     reference = [y.to(store) for y in outputs({})]
 
+    @torch.inference_mode()
     def evaluate(weights: list[torch.Tensor]) -> float:
         overrides = {p: w.to(device, dtype) for p, w, dtype in zip(params, weights, dtypes)}
         total, count = 0.0, 0
@@ -211,13 +225,17 @@ def _per_sample_outputs(module: nn.Module, overrides: dict[str, torch.Tensor], r
     device = runner.device
     for sample, x in zip(runner.inputs, inputs):
         mask = sample.token_mask.to(device)
-        full = torch.zeros(*mask.shape, x.shape[-1], dtype=x.dtype, device=device)
-        full[mask] = x.to(device)
+        padded = x.shape[0] != mask.numel()
+        if padded:
+            full = torch.zeros(*mask.shape, x.shape[-1], dtype=x.dtype, device=device)
+            full[mask] = x.to(device)
+        else:  # the usual one-sample batch: no scatter/gather copies
+            full = x.to(device).reshape(*mask.shape, x.shape[-1])
         kwargs = {"hidden_states": full, **move_to(sample.kwargs, device)}
         out = functional_call(module, overrides, (), kwargs)
         if isinstance(out, tuple):  # attention returns (output, weights)
             out = out[0]
-        yield out[mask]
+        yield out[mask] if padded else out.reshape(-1, out.shape[-1])
 
 
 def _param_name(inspect: str, linear: str) -> str:
@@ -230,21 +248,37 @@ def _param_name(inspect: str, linear: str) -> str:
 
 
 @torch.inference_mode()
-def apply_layer_scales(layer: nn.Module, scales: LayerScales) -> None:
+def apply_layer_scales(layer: nn.Module, scales: LayerScales) -> dict[str, torch.Tensor]:
     """Fold each search's scales into the layer in place (algorithms.awq.fold_scales): divide
     the producing norm's weight or Linear's rows (and bias), multiply the consumers' input
-    columns. The layer's float function is unchanged up to the rounding of the weights."""
+    columns. The layer's float function is unchanged up to the rounding of the weights.
+
+    Returns the folded weight of every Linear touched in float32, before that rounding
+    (up_proj is folded twice: its columns as a consumer, its rows as a producer).
+    """
+    exact: dict[str, torch.Tensor] = {}
+
+    def weight_of(name: str, module: nn.Module) -> torch.Tensor:
+        if isinstance(module, nn.Linear):
+            return exact.get(name, module.weight.detach().float())
+        return module.weight.detach()  # a norm keeps its dtype: it stays in the model as is
+
     for search in scales.searches:
         prev = layer.get_submodule(search.prev)
         consumers = [layer.get_submodule(name) for name in search.linears]
         prev_bias = getattr(prev, "bias", None)
-        folded = fold_scales(prev.weight, prev_bias, [c.weight for c in consumers],
+        folded = fold_scales(weight_of(search.prev, prev), prev_bias,
+                             [weight_of(name, c) for name, c in zip(search.linears, consumers)],
                              search.scales.to(prev.weight.device))
         prev.weight.copy_(folded.prev_weight)
         if prev_bias is not None:
             prev_bias.copy_(folded.prev_bias)
-        for consumer, weight in zip(consumers, folded.weights):
+        if isinstance(prev, nn.Linear):
+            exact[search.prev] = folded.prev_weight
+        for name, consumer, weight in zip(search.linears, consumers, folded.weights):
             consumer.weight.copy_(weight)
+            exact[name] = weight
+    return exact
 
 
 # -- clipping search -----------------------------------------------------------------------
@@ -252,9 +286,13 @@ def apply_layer_scales(layer: nn.Module, scales: LayerScales) -> None:
 
 @torch.inference_mode()
 def search_layer_clips(layer: nn.Module, runner: LayerRunner, spec: ArchSpec, config: AWQConfig,
+                       weights: dict[str, torch.Tensor] | None = None,
                        seconds: dict[str, float] | None = None) -> dict[str, ClipSearch]:
     """Clipping ranges of the layer's Linears except q/k (AutoAWQ ``_search_best_clip``),
-    on the layer as it is now (scales folded), each from a sample of its real input tokens."""
+    on the layer as it is now (scales folded), each from a sample of its real input tokens.
+
+    weights: the weights to clip by Linear name (the float32 folded ones); default: the
+    layer's own."""
     names = [name for name in spec.quantized_linears if name not in NOT_CLIPPED]
     start = time.perf_counter()
     samples = collect_token_sample(layer, runner, names, config.clip_tokens)
@@ -262,7 +300,7 @@ def search_layer_clips(layer: nn.Module, runner: LayerRunner, spec: ArchSpec, co
     clips = {}
     for name in names:
         start = time.perf_counter()
-        weight = layer.get_submodule(name).weight
+        weight = (weights or {}).get(name, layer.get_submodule(name).weight)
         clips[name] = search_clip(weight, samples[name].to(weight.device), bits=config.bits,
                                   group_size=config.group_size, zero_point=config.zero_point,
                                   max_shrink=config.max_shrink)
@@ -308,7 +346,8 @@ def _set_module(layer: nn.Module, name: str, module: nn.Module) -> None:
     setattr(layer.get_submodule(parent), child, module)
 
 
-def _spread(seconds: dict[str, float] | None, names, elapsed: float) -> None:
+def _spread(seconds: dict[str, float] | None, names: Sequence[str], elapsed: float) -> None:
+    """Attribute ``elapsed`` seconds of shared work evenly to the Linears it served."""
     if seconds is not None:
         for name in names:
             seconds[name] += elapsed / len(names)
