@@ -2,28 +2,43 @@
 
 Processing each sample on its own bounds the peak memory of calibration by the largest
 sample, not by their number (users of other toolkits run out of memory with a handful of
-images padded into one batch).
+images padded into one batch). Each sample is bounded too: pixels per image, frames per
+video, visual tokens per sample (budget.py) and tokens per sample (tokens.py). What a
+sample keeps is its processor tensors only; decoded images and frames are dropped as soon
+as the processor has run, and only the chosen records are ever read (sources.py).
+
+Selection is deterministic: the same data and options give the same samples in the same
+order. With ``num_samples`` smaller than the data, a seeded random subset is taken (kept in
+data order unless ``shuffle``); a sample that is skipped is replaced by the next one of the
+same seeded order, so ``num_samples`` usable samples come out whenever the data has them.
+``shuffle`` puts the samples in the seeded random order. A stream (an iterator, a streamed
+Hub dataset) is read in order and its first ``num_samples`` usable records are taken.
+
+``build_samples`` returns the list the pipeline needs; ``iter_samples`` is the same work as
+a generator, for callers that consume one sample at a time.
 """
 
 from __future__ import annotations
 
+import bisect
 import logging
 import random
-from collections.abc import Mapping
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from pathlib import Path
-from typing import Any, Iterable
+from functools import partial
+from typing import Any
 
 import torch
 
-from .conversations import Conversation, check_conversation, load_conversations
-from .errors import CalibrationDataError
-from .media import load_image, load_video_frames, resize_within
+from .errors import CalibrationDataError, SampleSkipped
+from .process import Limits, process_conversation, process_ready
+from .records import is_processor_output
+from .sources import BUILTIN_FILE, Source, open_sources
+from .tokens import SpecialIds, count_tokens
+
+__all__ = ["BUILTIN_FILE", "CalibrationSample", "CalibrationSummary", "build_samples", "iter_samples"]
 
 logger = logging.getLogger(__name__)
-
-BUILTIN_FILE = Path(__file__).with_name("builtin") / "builtin.jsonl"
-DEFAULT_MIN_PIXELS = 4 * 28 * 28
 
 
 @dataclass
@@ -31,7 +46,8 @@ class CalibrationSample:
     """Processor outputs for one sample (batch dimension 1, or a user's ready batch)."""
 
     inputs: dict[str, torch.Tensor]
-    name: str
+    name: str  # where it came from: "calib.jsonl:3", "hf:user/set (train)[12]", "sample 4"
+    source: str = ""
 
     @property
     def token_mask(self) -> torch.Tensor:
@@ -44,129 +60,152 @@ class CalibrationSample:
 
 @dataclass
 class CalibrationSummary:
+    """What calibration will see, reported before quantization starts."""
+
     samples: int = 0
     text_tokens: int = 0
     image_tokens: int = 0
     video_tokens: int = 0
-    skipped: dict[str, int] = field(default_factory=dict)
+    truncated: int = 0  # cut at a message boundary after their last image/video
+    downscaled: int = 0  # media shrunk to fit the per-sample visual-token budget
+    skipped: dict[str, int] = field(default_factory=dict)  # reason -> count
+    sources: dict[str, int] = field(default_factory=dict)  # source label -> samples used
+    first_skip: dict[str, str] = field(default_factory=dict)  # reason -> first message, for logs
+
+    def add(self, source: str, tokens: tuple[int, int, int], truncated: bool, downscaled: bool) -> None:
+        self.samples += 1
+        self.sources[source] = self.sources.get(source, 0) + 1
+        self.text_tokens += tokens[0]
+        self.image_tokens += tokens[1]
+        self.video_tokens += tokens[2]
+        self.truncated += truncated
+        self.downscaled += downscaled
+
+    def skip(self, reason: str, message: str) -> None:
+        self.skipped[reason] = self.skipped.get(reason, 0) + 1
+        self.first_skip.setdefault(reason, message)
 
     def describe(self) -> str:
-        skipped = ", ".join(f"{n} {why}" for why, n in self.skipped.items()) or "none"
-        return (
-            f"{self.samples} samples: {self.text_tokens} text, {self.image_tokens} image and "
-            f"{self.video_tokens} video tokens; skipped: {skipped}"
-        )
+        sources = ", ".join(f"{label}: {n}" for label, n in self.sources.items())
+        text = (f"{self.samples} samples ({sources or 'none'}): {self.text_tokens} text, {self.image_tokens} image "
+                f"and {self.video_tokens} video tokens")
+        if self.truncated:
+            text += f"; {self.truncated} truncated at a message boundary"
+        if self.downscaled:
+            text += f"; {self.downscaled} with images/videos downscaled to the visual-token budget"
+        total = sum(self.skipped.values())
+        reasons = ", ".join(f"{n} {why}" for why, n in self.skipped.items())
+        return text + (f"; skipped {total}: {reasons}" if total else "; skipped: none")
 
 
 def build_samples(
     calib_data: Any,
-    processor: Any,
+    processor: Any = None,
     *,
-    num_samples: int | None,
-    seed: int,
-    min_pixels: int | None,
-    max_pixels: int | None,
-    max_length: int,
+    num_samples: int | None = None,
+    seed: int = 0,
+    shuffle: bool = False,
+    min_pixels: int | None = None,
+    max_pixels: int | None = None,
+    max_length: int = 4096,
+    max_frames: int = 16,
+    fps: float = 2.0,
+    max_visual_tokens: int | None = 2048,
+    truncate_long_samples: bool = True,
+    skip_bad_samples: bool = False,
 ) -> tuple[list[CalibrationSample], CalibrationSummary]:
-    """Turn conversations, a calibration file path, or ready processor outputs into samples.
+    """Turn ``calib_data`` (any form sources.py accepts; None: the built-in set) into samples.
 
-    ``calib_data`` None means the built-in offline set. Selection is deterministic in ``seed``.
+    Raises CalibrationDataError naming the first bad sample (unless ``skip_bad_samples``)
+    or when no sample is usable; logs the summary.
     """
-    items = _as_items(calib_data)
-    if not items:
-        raise CalibrationDataError("calibration data is empty")
-    chosen = _select(len(items), num_samples, seed)
     summary = CalibrationSummary()
-    samples = []
-    for index in chosen:
-        item = items[index]
-        if _is_processor_output(item):
-            inputs = {k: v for k, v in dict(item).items() if isinstance(v, torch.Tensor)}
-        else:
-            conversation = check_conversation(item, str(index))
-            inputs = _process(conversation, processor, min_pixels, max_pixels, where=str(index))
-        if inputs["input_ids"].shape[-1] > max_length:
-            summary.skipped[f"longer than {max_length} tokens"] = summary.skipped.get(f"longer than {max_length} tokens", 0) + 1
-            continue
-        _count_tokens(inputs, processor, summary)
-        samples.append(CalibrationSample(inputs, name=str(index)))
-    summary.samples = len(samples)
-    if not samples:
-        raise CalibrationDataError(f"no usable calibration samples ({summary.describe()})")
+    samples = list(iter_samples(
+        calib_data, processor, summary, num_samples=num_samples, seed=seed, shuffle=shuffle,
+        min_pixels=min_pixels, max_pixels=max_pixels, max_length=max_length, max_frames=max_frames, fps=fps,
+        max_visual_tokens=max_visual_tokens, truncate_long_samples=truncate_long_samples,
+        skip_bad_samples=skip_bad_samples,
+    ))
     logger.info("calibration: %s", summary.describe())
+    for reason, message in summary.first_skip.items():
+        logger.info("calibration: skipped for %s, e.g. %s", reason, message)
     return samples, summary
 
 
-def _as_items(calib_data: Any) -> list[Any]:
-    if calib_data is None:
-        return load_conversations(BUILTIN_FILE)
-    if isinstance(calib_data, (str, Path)):
-        return load_conversations(calib_data)
-    if _is_processor_output(calib_data):
-        return [calib_data]
-    if isinstance(calib_data, Iterable):
-        return list(calib_data)
-    raise CalibrationDataError(f"unsupported calibration data of type {type(calib_data).__name__}")
+def iter_samples(
+    calib_data: Any,
+    processor: Any,
+    summary: CalibrationSummary,
+    *,
+    num_samples: int | None = None,
+    seed: int = 0,
+    shuffle: bool = False,
+    min_pixels: int | None = None,
+    max_pixels: int | None = None,
+    max_length: int = 4096,
+    max_frames: int = 16,
+    fps: float = 2.0,
+    max_visual_tokens: int | None = 2048,
+    truncate_long_samples: bool = True,
+    skip_bad_samples: bool = False,
+) -> Iterator[CalibrationSample]:
+    """``build_samples`` as a generator: one sample processed at a time; ``summary`` is
+    filled in as it goes. Raises at the end if no sample was usable."""
+    if num_samples is not None and num_samples < 1:
+        raise CalibrationDataError(f"num_samples must be at least 1, got {num_samples}")
+    limits = Limits(min_pixels=min_pixels, max_pixels=max_pixels, max_frames=max_frames, fps=fps,
+                    max_visual_tokens=max_visual_tokens, max_length=max_length, truncate=truncate_long_samples)
+    special = SpecialIds.of(processor)
+    for where, label, load in _candidates(open_sources(calib_data), num_samples, seed, shuffle):
+        try:
+            record = load()
+            if is_processor_output(record):
+                processed = process_ready(record, processor, limits)
+            else:
+                processed = process_conversation(record, processor, limits)
+        except CalibrationDataError as exc:
+            located = exc.located(where)
+            if not skip_bad_samples:
+                if located is exc:
+                    raise
+                raise located from exc
+            logger.warning("skipping bad calibration sample: %s", located)
+            summary.skip(exc.reason, str(located))
+            continue
+        except SampleSkipped as exc:
+            logger.info("skipping calibration sample %s: %s", where, exc)
+            summary.skip(exc.reason, f"{where}: {exc}")
+            continue
+        summary.add(label, count_tokens(processed.inputs, special), processed.truncated, processed.downscaled)
+        yield CalibrationSample(processed.inputs, name=where, source=label)
+        if num_samples is not None and summary.samples >= num_samples:
+            break
+    if summary.samples == 0:
+        raise CalibrationDataError(f"no usable calibration samples ({summary.describe()})")
 
 
-def _is_processor_output(item: Any) -> bool:
-    return isinstance(item, Mapping) and "input_ids" in item
-
-
-def _select(count: int, num_samples: int | None, seed: int) -> list[int]:
-    if num_samples is None or num_samples >= count:
-        return list(range(count))
-    return sorted(random.Random(seed).sample(range(count), num_samples))
-
-
-def _process(
-    conversation: Conversation, processor: Any, min_pixels: int | None, max_pixels: int | None, where: str
-) -> dict[str, torch.Tensor]:
-    if processor is None:
-        raise CalibrationDataError("conversations need the model's processor (pass processor=...)")
-    image_processor = processor.image_processor
-    lo = min_pixels or getattr(image_processor, "min_pixels", None) or DEFAULT_MIN_PIXELS
-    hi = max_pixels or getattr(image_processor, "max_pixels", None) or 1280 * 28 * 28
-    images, videos = [], []
-    try:
-        for message in conversation:
-            if isinstance(message["content"], str):
-                continue
-            for item in message["content"]:
-                if item["type"] == "image":
-                    images.append(resize_within(load_image(item["image"]), lo, hi))
-                elif item["type"] == "video":
-                    frames = load_video_frames(item["video"])
-                    videos.append([resize_within(f, lo, hi) for f in frames])
-    except CalibrationDataError as exc:
-        raise CalibrationDataError(f"sample {where}: {exc}") from exc
-    text = processor.apply_chat_template(conversation, tokenize=False, add_generation_prompt=False)
-    kwargs: dict[str, Any] = {"text": [text], "return_tensors": "pt"}
-    if images:
-        kwargs["images"] = images
-    if videos:
-        kwargs["videos"] = videos
-    features = processor(**kwargs)
-    return {k: v for k, v in features.items() if isinstance(v, torch.Tensor)}
-
-
-def _count_tokens(inputs: dict[str, torch.Tensor], processor: Any, summary: CalibrationSummary) -> None:
-    ids = inputs["input_ids"]
-    mask = inputs.get("attention_mask")
-    real = ids[mask.bool()] if mask is not None else ids.reshape(-1)
-    image_id = _token_id(processor, "image_token", "<|image_pad|>")
-    video_id = _token_id(processor, "video_token", "<|video_pad|>")
-    image = int((real == image_id).sum()) if image_id is not None else 0
-    video = int((real == video_id).sum()) if video_id is not None else 0
-    summary.image_tokens += image
-    summary.video_tokens += video
-    summary.text_tokens += real.numel() - image - video
-
-
-def _token_id(processor: Any, attribute: str, default: str) -> int | None:
-    tokenizer = getattr(processor, "tokenizer", None)
-    if tokenizer is None:
-        return None
-    token = getattr(processor, attribute, None) or default
-    token_id = tokenizer.convert_tokens_to_ids(token)
-    return token_id if isinstance(token_id, int) and token_id >= 0 else None
+def _candidates(sources: Any, num_samples: int | None, seed: int,
+                shuffle: bool) -> Iterator[tuple[str, str, Callable[[], Any]]]:
+    """(where, source label, load) in the order samples are tried (see the module docstring)."""
+    if not isinstance(sources, list):
+        for where, load in sources:
+            yield where, sources.label, load
+        return
+    starts, total = [], 0
+    for source in sources:
+        starts.append(total)
+        total += len(source)
+    if total == 0:
+        raise CalibrationDataError("calibration data is empty")
+    order: list[int] = list(range(total))
+    if shuffle or (num_samples is not None and num_samples < total):
+        permutation = random.Random(seed).sample(range(total), total)
+        if shuffle:
+            order = permutation
+        else:
+            order = sorted(permutation[:num_samples]) + permutation[num_samples:]
+    for position in order:
+        k = bisect.bisect_right(starts, position) - 1
+        source: Source = sources[k]
+        index = position - starts[k]
+        yield source.where(index), source.label, partial(source.load, index)

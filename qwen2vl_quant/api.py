@@ -232,6 +232,8 @@ def _samples(calib_data: Any, processor: Any, calibration: CalibrationConfig):
     return build_samples(
         calib_data, processor, num_samples=calibration.num_samples, seed=calibration.seed,
         min_pixels=calibration.min_pixels, max_pixels=calibration.max_pixels, max_length=calibration.max_length,
+        shuffle=calibration.shuffle, max_frames=calibration.max_frames, fps=calibration.fps,
+        max_visual_tokens=calibration.max_visual_tokens, skip_bad_samples=calibration.skip_bad_samples,
     )
 
 

@@ -101,14 +101,24 @@ def _parser() -> argparse.ArgumentParser:
 
 def _add_common(parser: argparse.ArgumentParser) -> None:
     calib = parser.add_argument_group("calibration")
-    calib.add_argument("--calib", type=Path, help=".jsonl (one conversation per line) or .json list of conversations in "
-                       "the Qwen2-VL message format; default: the built-in offline set")
+    calib.add_argument("--calib", help="calibration data: .jsonl/.json conversations (Qwen2-VL message or ShareGPT "
+                       "format), a folder of images (captions optional), a datasets save_to_disk folder, or "
+                       "hf:NAME?split=...&image=...&question=...&answer=...; default: the built-in offline set")
     calib.add_argument("--num-samples", type=int, default=128, help="calibration samples to use (chosen with --seed)")
     calib.add_argument("--seed", type=int, default=0, help="seed of the sample selection")
     calib.add_argument("--min-pixels", type=int, default=None, help="lower bound of pixels per image (default: processor's)")
     calib.add_argument("--max-pixels", type=int, default=512 * 28 * 28,
                        help="upper bound of pixels per image; one visual token per 28x28 pixels")
-    calib.add_argument("--max-length", type=int, default=4096, help="skip samples longer than this many tokens")
+    calib.add_argument("--max-length", type=int, default=4096,
+                       help="longest sample in tokens; longer ones are cut at a message boundary after the last "
+                       "image/video, or skipped and counted; never cut through an image")
+    calib.add_argument("--max-visual-tokens", type=int, default=2048,
+                       help="visual tokens per sample; its images/videos are downscaled to fit, else it is skipped")
+    calib.add_argument("--max-frames", type=int, default=16, help="frames sampled per video")
+    calib.add_argument("--fps", type=float, default=2.0, help="frame sampling rate of video files")
+    calib.add_argument("--shuffle", action="store_true", help="shuffle the samples (deterministic in --seed)")
+    calib.add_argument("--skip-bad-samples", action="store_true",
+                       help="skip (and count) samples with missing/corrupt media instead of stopping")
     out = parser.add_argument_group("output and run")
     out.add_argument("--max-shard-size", default="4GB", help="largest safetensors shard, e.g. 4GB, 500MB")
     out.add_argument("--device", default=None, help="compute device, e.g. cpu, cuda, cuda:1 (default: cuda if present)")
@@ -124,7 +134,9 @@ def _add_common(parser: argparse.ArgumentParser) -> None:
 
 def _calibration(args: argparse.Namespace) -> CalibrationConfig:
     return CalibrationConfig(num_samples=args.num_samples, seed=args.seed, min_pixels=args.min_pixels,
-                             max_pixels=args.max_pixels, max_length=args.max_length)
+                             max_pixels=args.max_pixels, max_length=args.max_length, shuffle=args.shuffle,
+                             max_frames=args.max_frames, fps=args.fps, max_visual_tokens=args.max_visual_tokens,
+                             skip_bad_samples=args.skip_bad_samples)
 
 
 def _run_gptq(args: argparse.Namespace) -> int:

@@ -114,6 +114,11 @@ class CalibrationConfig:
     min_pixels: int | None = None
     max_pixels: int | None = 512 * 28 * 28
     max_length: int = 4096
+    shuffle: bool = False
+    max_frames: int = 16
+    fps: float = 2.0
+    max_visual_tokens: int | None = 2048
+    skip_bad_samples: bool = False
 
     def __post_init__(self) -> None:
         if self.num_samples is not None and self.num_samples < 1:
@@ -124,5 +129,9 @@ class CalibrationConfig:
                 raise ConfigError(f"{name} must be at least 784 (one 28x28 visual token), got {value}")
         if self.min_pixels and self.max_pixels and self.min_pixels > self.max_pixels:
             raise ConfigError(f"min_pixels ({self.min_pixels}) exceeds max_pixels ({self.max_pixels})")
+        if self.max_frames < 2:
+            raise ConfigError(f"max_frames must be at least 2 (Qwen2-VL merges frame pairs), got {self.max_frames}")
+        if self.fps <= 0:
+            raise ConfigError(f"fps must be positive, got {self.fps}")
         if self.max_length < 8:
             raise ConfigError(f"max_length must be at least 8 tokens, got {self.max_length}")
