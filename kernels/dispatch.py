@@ -207,8 +207,13 @@ def quantized_linear(
     prepared: PreparedWeight,
     bias: torch.Tensor | None = None,
     path: str = "auto",
+    dense_cache: dict[torch.dtype, torch.Tensor] | None = None,
 ) -> torch.Tensor:
-    """y = x @ dequant(W) + bias for x [..., K] in bf16/fp16 -> [..., N] in x's dtype."""
+    """y = x @ dequant(W) + bias for x [..., K] in bf16/fp16 -> [..., N] in x's dtype.
+
+    dense_cache: where the torch_dequant path keeps the dequantized weight between calls
+    (same numbers, dequantized once); None dequantizes on every call, holding no copy.
+    """
     p = prepared
     if x.dtype not in ACTIVATION_DTYPES:
         raise ValueError(f"x must be bfloat16 or float16, got {x.dtype}")
@@ -234,7 +239,12 @@ def quantized_linear(
         elif chosen == "cpu_int8":
             y = int8_matmul(xk, p.cpu)
         elif chosen == "torch_dequant":
-            y = xk @ dequantize_torch(p.fmt, p.sorted_qweight, p.qzeros, p.scales, p.group, x.dtype)
+            dense = None if dense_cache is None else dense_cache.get(x.dtype)
+            if dense is None:
+                dense = dequantize_torch(p.fmt, p.sorted_qweight, p.qzeros, p.scales, p.group, x.dtype)
+                if dense_cache is not None:
+                    dense_cache[x.dtype] = dense
+            y = xk @ dense
         else:
             run = {"triton_decode": decode_matmul, "triton_gemm": gemm_matmul, "triton_dequant": dequant_matmul}[chosen]
             with torch.cuda.device(x.device) if x.is_cuda else contextlib.nullcontext():

@@ -20,6 +20,7 @@ import torch
 from torch import nn
 
 from . import __version__
+from .allocator import return_freed_memory_to_os
 from .arch import QWEN2_VL, key_for_module_name, layer_index_of, module_name_for_key
 from .calibration.batches import CalibrationSample, build_samples
 from .awq_config import AWQConfig
@@ -70,6 +71,7 @@ def quantize(
     The vision tower, merger, embeddings, norms and lm_head are left untouched.
     """
     config = config or GPTQConfig()
+    return_freed_memory_to_os()
     calibration = calibration or CalibrationConfig()
     source = ModelSource(model)
     _check_compatible(source.text_config, config)
@@ -107,6 +109,7 @@ def quantize_checkpoint(
     this many GPUs (and any divisor of it) at this group size; outputs are unchanged.
     """
     config = config or GPTQConfig()
+    return_freed_memory_to_os()
     calibration = calibration or CalibrationConfig()
     model_dir, out_dir = Path(model_dir), Path(out_dir)
     max_shard_bytes = parse_size(max_shard_size)

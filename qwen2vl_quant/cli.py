@@ -9,6 +9,7 @@ from pathlib import Path
 
 from . import __version__
 from .config import SUPPORTED_BITS, SUPPORTED_GROUP_SIZES, CalibrationConfig, GPTQConfig
+from .benchmark.cli import add_bench_parser
 from .errors import OutputError, QuantError
 
 EXAMPLES = """examples:
@@ -96,6 +97,8 @@ def _parser() -> argparse.ArgumentParser:
     demo.add_argument("--seed", type=int, default=0)
     demo.add_argument("-q", "--quiet", action="store_true", help=argparse.SUPPRESS)
     demo.set_defaults(run=_run_demo_model)
+
+    add_bench_parser(commands)
     return parser
 
 

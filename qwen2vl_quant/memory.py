@@ -2,15 +2,17 @@
 
 The pipeline holds at most (pipeline/layerwise.py, pipeline/sequential.py, algorithms/gptq.py):
 
-  capture stage  vision tower + merger + embeddings (model dtype) + captured hidden states
+  capture stage  vision tower + merger (model dtype) + captured hidden states; the embedding
+                 table stays on disk, only the rows of calibration tokens are read
   layer stage    one decoder layer (model dtype)
                  + GPTQ's float32 copy of the largest stacked group (gate/up: 2*I x H) and
                    its uint8 codes
-                 + two I x I float32 matrices (down_proj's Hessian and its Cholesky factor)
+                 + two I x I float32 matrices (down_proj's Hessian and its Cholesky factor,
+                   algorithms/gptq.py _damped_inverse_cholesky)
                  + activations: per token, hidden states in and out, the attention residual,
                    o_proj's input (4 * H) and down_proj's input (I), in the model dtype
 
-plus the Python/torch runtime (about 0.5 GB on CPU). lm_head, the final norm and every
+plus the Python/torch runtime (about 0.75 GB on CPU). lm_head, the final norm and every
 other decoder layer are never in memory.
 """
 
@@ -23,7 +25,7 @@ import torch
 from .arch import QWEN2_VL
 from .pipeline.source import build_skeleton
 
-RUNTIME_BYTES = int(0.5 * 2**30)
+RUNTIME_BYTES = int(0.75 * 2**30)  # torch + transformers + this package, imported (measured on CPU)
 
 
 @dataclass(frozen=True)
@@ -43,7 +45,7 @@ def estimate(config, tokens: int, dtype_bytes: int = 2) -> MemoryEstimate:
     text = config.text_config
     hidden, inter = text.hidden_size, text.intermediate_size
     activations = tokens * hidden * 2 * dtype_bytes
-    capture = (count(model.model.visual) + count(model.model.language_model.embed_tokens)) * dtype_bytes
+    capture = count(model.model.visual) * dtype_bytes
     layer = count(model.get_submodule(QWEN2_VL.layers_path)[0]) * dtype_bytes
     solve = 2 * inter * hidden * (4 + 1) + 2 * inter * inter * 4
     layer_activations = tokens * (4 * hidden + inter) * dtype_bytes

@@ -106,3 +106,61 @@ def test_symmetric_grid_has_the_middle_zero(problem):
     for bits in (4, 8):
         result = gptq_quantize(w, hessian, bits=bits, group_size=128, sym=True)
         assert torch.all(result.weight.zeros == 2 ** (bits - 1))
+
+
+@pytest.mark.parametrize("options", OPTIONS + [dict(bits=4, group_size=64, sym=False, block_size=48)],
+                         ids=lambda o: "-".join(f"{k}={v}" for k, v in o.items()))
+def test_optimized_solve_picks_the_reference_codes(problem, options):
+    """The in-place, row-major solve with the flipped-Cholesky inverse is the reference
+    algorithm reordered: same codes and grids, losses equal to float rounding."""
+    from gptq_reference import reference_gptq
+
+    _, w, hessian = problem
+    ours = gptq_quantize(w, hessian, **options)
+    reference = reference_gptq(w, hessian, **options)
+    assert torch.equal(ours.weight.codes, reference.weight.codes)
+    assert torch.equal(ours.weight.g_idx, reference.weight.g_idx)
+    torch.testing.assert_close(ours.weight.scales, reference.weight.scales, rtol=1e-3, atol=0)
+    torch.testing.assert_close(ours.weight.zeros, reference.weight.zeros)
+    torch.testing.assert_close(ours.row_losses, reference.row_losses, rtol=1e-3, atol=1e-9)
+
+
+def test_inverse_cholesky_factor_matches_the_reference_chain(problem):
+    """U from one flipped factorization equals cholesky(cholesky_inverse(cholesky(H)), upper)."""
+    from qwen2vl_quant.algorithms.gptq import _damped_inverse_cholesky
+
+    _, _, hessian = problem
+    damped = hessian.double().clone()
+    damped.diagonal().add_(0.01 * damped.diagonal().mean())
+    expected = torch.linalg.cholesky(torch.cholesky_inverse(torch.linalg.cholesky(damped)), upper=True)
+    factor, damp = _damped_inverse_cholesky(hessian.double().clone(), 0.01, 0.0, torch.ones(256, dtype=torch.bool))
+    assert damp == 0.01
+    torch.testing.assert_close(factor.dense(), expected, rtol=1e-9, atol=1e-12)
+    torch.testing.assert_close(factor.rows(64, 128), expected[64:128, 64:], rtol=1e-9, atol=1e-12)
+    assert torch.equal(factor.dense(), factor.dense().triu())
+
+
+def test_hessian_of_bf16_activations_is_exact_to_float32_rounding():
+    """The bf16 fast path (bf16 products, float32 sums) gives the float64 Hessian to float32
+    accuracy, and leaves the global matmul precision as it was."""
+    gen = torch.Generator().manual_seed(3)
+    chunks = [torch.randn(n, 384, generator=gen).mul(3).bfloat16() for n in (200, 57, 300)]
+    acc = HessianAccumulator(384)
+    before = torch.backends.mkldnn.matmul.fp32_precision
+    for chunk in chunks:
+        acc.add_batch(chunk)
+    assert torch.backends.mkldnn.matmul.fp32_precision == before
+    x = torch.cat(chunks).double()
+    expected = 2 * x.T @ x / x.shape[0]
+    assert float((acc.hessian.double() - expected).abs().max() / expected.abs().max()) < 2e-6
+
+
+def test_blocked_triangular_inverse():
+    from qwen2vl_quant.algorithms.gptq import _lower_triangular_inverse
+
+    gen = torch.Generator().manual_seed(5)
+    a = torch.randn(300, 300, generator=gen, dtype=torch.float64)
+    L = torch.linalg.cholesky(a @ a.T + 300 * torch.eye(300, dtype=torch.float64))
+    out = torch.full_like(L, float("nan"))
+    _lower_triangular_inverse(L.mT.contiguous().mT, out, base=32, chunk=48)  # odd splits, column-major input
+    torch.testing.assert_close(out, torch.linalg.inv(L), rtol=1e-10, atol=1e-12)

@@ -42,15 +42,27 @@ class QuantLinear(nn.Module):
         else:
             self.bias = None
         self._prepared: PreparedWeight | None = None
+        self._dense_cache: dict[torch.dtype, torch.Tensor] | None = None
         self._register_load_state_dict_pre_hook(self._forget_prepared)
 
     def _forget_prepared(self, *args, **kwargs) -> None:
         self._prepared = None
+        if self._dense_cache is not None:
+            self._dense_cache = {}
 
     def _apply(self, fn, recurse=True):
-        # .to(device) / .half() replace the buffers: the prepared copy is stale then.
-        self._prepared = None
+        # .to(device) / .half() replace the buffers: the prepared copies are stale then.
+        self._forget_prepared()
         return super()._apply(fn, recurse)
+
+    def keep_dequantized(self, keep: bool) -> None:
+        """Keep the dequantized weight between forwards that take the dequantize path.
+
+        Calibration runs each freshly quantized layer over every sample at large M, where
+        the path is dequantize + matmul: dequantizing once per layer instead of once per
+        sample gives the same numbers. Off by default, since it holds a dense copy.
+        """
+        self._dense_cache = {} if keep else None
 
     def prepared(self) -> PreparedWeight:
         if self._prepared is None or self._prepared.device != self.qweight.device:
@@ -67,7 +79,7 @@ class QuantLinear(nn.Module):
         if x.dtype not in (torch.bfloat16, torch.float16):
             # The kernels take 16-bit activations; float32 (accuracy checks) dequantizes.
             return F.linear(x, self.dequantize().to(x.dtype), bias)
-        return quantized_linear(x, self.prepared(), bias, self.kernel_path)
+        return quantized_linear(x, self.prepared(), bias, self.kernel_path, self._dense_cache)
 
     def extra_repr(self) -> str:
         return f"in={self.in_features}, out={self.out_features}, bits={self.bits}, group_size={self.group_size}"

@@ -338,6 +338,7 @@ def awq_module(linear: nn.Linear, qw: QuantizedWeight) -> AWQLinear:
         getattr(module, name).copy_(tensor)
     if linear.bias is not None:
         module.bias.copy_(linear.bias.detach())
+    module.keep_dequantized(True)  # the layer runs over every sample next; run_layers drops it
     return module
 
 

@@ -20,12 +20,12 @@ from tqdm.auto import tqdm
 
 from ..arch import ArchSpec
 from ..calibration.batches import CalibrationSample
+from ..modules.quant_linear import QuantLinear
 from ..report import LinearReport
 from .capture import LayerInputs, capture_first_layer_inputs
 from .runner import ErrorMeter, LayerRunner
 
 logger = logging.getLogger(__name__)
-
 
 
 @dataclass
@@ -103,6 +103,9 @@ def run_layers(
         for report in layer_reports:
             report.rel_error = meter.rel_error(report.name)
         del originals, meter
+        for module in layer.modules():
+            if isinstance(module, QuantLinear):
+                module.keep_dequantized(False)
         layer.to(home)
         sink.layer_done(index, layer, layer_reports, next_hidden)
         runner.inputs = [LayerInputs(h, s.kwargs, s.token_mask) for h, s in zip(next_hidden, runner.inputs)]

@@ -87,7 +87,7 @@ class ErrorMeter:
     """
 
     def __init__(self, layer: nn.Module, originals: dict[str, torch.Tensor], total_tokens: int,
-                 max_tokens: int = 4096) -> None:
+                 max_tokens: int = 1024) -> None:
         self.layer = layer
         self.originals = originals
         self.stride = max(1, -(-total_tokens // max_tokens))

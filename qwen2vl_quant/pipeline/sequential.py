@@ -30,6 +30,10 @@ GATE_UP = ("mlp.gate_proj", "mlp.up_proj")
 DOWN = ("mlp.down_proj",)
 GROUPS = (QKV, O, GATE_UP, DOWN)
 
+# Real tokens per Hessian update (pipeline memory: this many rows of the widest input, in
+# float32, e.g. 4096 x 8960 x 4 B = 147 MB for Qwen2-VL-2B's down_proj).
+HESSIAN_CHUNK_TOKENS = 4096
+
 # Called once per group with the Hessian of the group's (shared) input, or None when the
 # method needs no statistics; must replace the group's Linears with quantized ones.
 SolveGroup = Callable[[tuple[str, ...], HessianAccumulator | None], None]
@@ -50,10 +54,18 @@ def quantize_sequentially(layer: nn.Module, runner: LayerRunner, solve: SolveGro
         if not with_hessians:
             return None
         accumulator = None
+        pending: list[torch.Tensor] = []
         for x, mask in inputs:
             if accumulator is None:
                 accumulator = HessianAccumulator(x.shape[-1], dev)
-            accumulator.add_batch(real(x, mask))
+            pending.append(real(x, mask))
+            # Samples are short (a few hundred tokens): one product over several of them
+            # runs at a better rate, and every add_batch rescales the whole K x K matrix.
+            if sum(t.shape[0] for t in pending) >= HESSIAN_CHUNK_TOKENS:
+                accumulator.add_batch(torch.cat(pending))
+                pending.clear()
+        if pending:
+            accumulator.add_batch(torch.cat(pending))
         return accumulator
 
     # q/k/v read input_layernorm(h): no Linear has to run for their statistics.

@@ -125,7 +125,13 @@ def check_output_dir(out_dir: Path, overwrite: bool, inputs: Iterable[Path] = ()
     if out_dir.is_dir() and any(out_dir.iterdir()) and not overwrite:
         raise OutputError(f"output directory {out_dir} is not empty; pass --overwrite to replace it")
     if not out_dir.parent.exists():
-        raise OutputError(f"parent directory of {out_dir} does not exist")
+        # Like mkdir -p: "out/7b-gptq-int4" should work in a fresh folder.
+        try:
+            out_dir.parent.mkdir(parents=True)
+        except OSError as exc:
+            raise OutputError(f"cannot create the parent directory of {out_dir}: {exc.strerror}") from exc
+    if not out_dir.parent.is_dir():
+        raise OutputError(f"{out_dir.parent} is not a directory")
     if not os.access(out_dir.parent, os.W_OK):
         raise OutputError(f"cannot write to {out_dir.parent}")
 

@@ -1,0 +1,62 @@
+"""The committed small VLM of the CI benchmark: its files, and held-out data that is never
+calibration data."""
+
+import hashlib
+import json
+import random
+import sys
+from pathlib import Path
+
+import pytest
+
+BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
+MODEL = BENCHMARKS / "models" / "small-vlm"
+
+sys.path.insert(0, str(BENCHMARKS))
+import shapes_task  # noqa: E402
+
+
+def _digest(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def test_committed_model_and_its_data():
+    config = json.loads((MODEL / "config.json").read_text())
+    assert config["text_config"]["hidden_size"] == 256 and config["text_config"]["num_hidden_layers"] == 4
+    assert "quantization_config" not in config
+    for name in ("model.safetensors", "tokenizer.json", "chat_template.jinja", "training.json"):
+        assert (MODEL / name).is_file(), name
+    weights = (MODEL / "model.safetensors").stat().st_size
+    assert weights < 20 * 2**20  # a few MB, committed
+
+    heldout = [json.loads(line) for line in (MODEL / "heldout_vqa.jsonl").read_text().splitlines()]
+    assert len(heldout) >= 150
+    for row in heldout:
+        assert (MODEL / row["image"]).is_file() and row["question"] and row["answers"]
+    calib = [json.loads(line) for line in (MODEL / "calib.jsonl").read_text().splitlines()]
+    calib_images = {turn["content"][0]["image"] for conv in calib for turn in conv[:1]}
+    assert len(calib) >= 16 and all((MODEL / p).is_file() for p in calib_images)
+    # Never the calibration samples: no held-out picture is a calibration picture.
+    held = {_digest(MODEL / r["image"]) for r in heldout}
+    assert not held & {_digest(MODEL / p) for p in calib_images}
+
+    record = json.loads((MODEL / "training.json").read_text())
+    # 76.6 % as committed: counting and digits are solved, naming the color or shape at a
+    # place generalizes less (see training.json); a retrained model must not be worse.
+    assert record["heldout_accuracy_bf16_teacher_forced"] >= 0.75
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_no_answer_can_be_read_off_an_earlier_turn(seed):
+    rng = random.Random(seed)
+    for _ in range(200):
+        scene = shapes_task.random_scene(rng)
+        qa = shapes_task.questions(scene, rng, describe=True)
+        kinds = {shapes_task.question_type(q) for q, _ in qa}
+        assert {"count", "digit", "yes/no"} <= kinds and qa[-1][0] == "Describe the picture."
+        places = [q.rstrip("?").split(" at the ")[-1] for q, _ in qa if " at the " in q]
+        assert len(places) == len(set(places))  # color and shape questions ask about different cells
+        for i, (question, answer) in enumerate(qa[:-1]):
+            if shapes_task.question_type(question) == "yes/no":
+                color = question.split()[3]  # "Is there a red shape?"
+                assert color not in [a for _, a in qa[:i]], (question, qa)
