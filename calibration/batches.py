@@ -98,34 +98,16 @@ class CalibrationSummary:
         return text + (f"; skipped {total}: {reasons}" if total else "; skipped: none")
 
 
-def build_samples(
-    calib_data: Any,
-    processor: Any = None,
-    *,
-    num_samples: int | None = None,
-    seed: int = 0,
-    shuffle: bool = False,
-    min_pixels: int | None = None,
-    max_pixels: int | None = None,
-    max_length: int = 4096,
-    max_frames: int = 16,
-    fps: float = 2.0,
-    max_visual_tokens: int | None = 2048,
-    truncate_long_samples: bool = True,
-    skip_bad_samples: bool = False,
-) -> tuple[list[CalibrationSample], CalibrationSummary]:
+def build_samples(calib_data: Any, processor: Any = None,
+                  **options: Any) -> tuple[list[CalibrationSample], CalibrationSummary]:
     """Turn ``calib_data`` (any form sources.py accepts; None: the built-in set) into samples.
 
-    Raises CalibrationDataError naming the first bad sample (unless ``skip_bad_samples``)
-    or when no sample is usable; logs the summary.
+    options: those of ``iter_samples`` (num_samples, seed, shuffle, pixel and token bounds,
+    skip_bad_samples). Raises CalibrationDataError naming the first bad sample (unless
+    ``skip_bad_samples``) or when no sample is usable; logs the summary.
     """
     summary = CalibrationSummary()
-    samples = list(iter_samples(
-        calib_data, processor, summary, num_samples=num_samples, seed=seed, shuffle=shuffle,
-        min_pixels=min_pixels, max_pixels=max_pixels, max_length=max_length, max_frames=max_frames, fps=fps,
-        max_visual_tokens=max_visual_tokens, truncate_long_samples=truncate_long_samples,
-        skip_bad_samples=skip_bad_samples,
-    ))
+    samples = list(iter_samples(calib_data, processor, summary, **options))
     logger.info("calibration: %s", summary.describe())
     for reason, message in summary.first_skip.items():
         logger.info("calibration: skipped for %s, e.g. %s", reason, message)

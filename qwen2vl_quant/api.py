@@ -75,7 +75,7 @@ def quantize(
     calibration = calibration or CalibrationConfig()
     source = ModelSource(model)
     _check_compatible(source.text_config, config)
-    compute = _device(device)
+    compute = resolve_device(device)
     samples, summary = _samples(calib_data, processor, calibration)
     started = time.perf_counter()
     inputs = capture_inputs(source, samples, QWEN2_VL, compute, compute, show_progress)
@@ -123,8 +123,8 @@ def quantize_checkpoint(
                         source.text_config.intermediate_size, size, tensor_parallel)
         _check_compatible(source.text_config, config, source.padded_intermediate_size)
         processor = load_processor(model_dir)
-        compute = _device(device)
-        store = _device(activations_device) if activations_device else compute
+        compute = resolve_device(device)
+        store = resolve_device(activations_device) if activations_device else compute
         samples, summary = _samples(calib_data, processor, calibration)
         staging = Staging(staging_path(out_dir),
                           _fingerprint(model_dir, config, calibration, samples, source.padded_intermediate_size))
@@ -219,15 +219,17 @@ def _check_compatible(text_config: Any, config: QuantConfig, intermediate_size: 
             raise ConfigError(f"the model's {what} ({size}) is not a multiple of {pack}, needed to pack {config.bits}-bit")
 
 
-def _device(device: str | torch.device | None) -> torch.device:
-    if device is None:
+def resolve_device(device: str | torch.device | None) -> torch.device:
+    """A torch device from a user's choice ("cpu", "cuda", "cuda:N"; None or "auto": cuda
+    when present), or a one-line ConfigError."""
+    if device is None or str(device) == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     try:
         device = torch.device(device)
     except RuntimeError as exc:
         raise ConfigError(f"unknown device {device!r}") from exc
     if device.type == "cuda" and not torch.cuda.is_available():
-        raise ConfigError("--device cuda was asked for but no CUDA GPU is available")
+        raise ConfigError("a CUDA device was asked for but no CUDA GPU is available")
     return device
 
 

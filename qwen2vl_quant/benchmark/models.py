@@ -109,18 +109,6 @@ def resolve_models(model_dir: str | Path, quantized: list[Any]) -> list[ModelEnt
     return entries
 
 
-def resolve_device(device: str | torch.device | None) -> torch.device:
-    if device is None or str(device) == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    try:
-        device = torch.device(device)
-    except RuntimeError as exc:
-        raise ConfigError(f"unknown device {device!r}") from exc
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise ConfigError("a CUDA device was asked for but no CUDA GPU is available")
-    return device
-
-
 def load_model(entry: ModelEntry, device: torch.device, loader: str = "ours",
                attn_implementation: str | None = "sdpa", multi_gpu: bool = False) -> tuple[Any, Any]:
     """(model in eval mode on ``device``, its processor).

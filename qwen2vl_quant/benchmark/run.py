@@ -13,7 +13,8 @@ from tqdm.auto import tqdm
 
 from ..errors import ConfigError
 from .machine import machine_info
-from .models import LOADERS, ModelEntry, resolve_device, resolve_models
+from ..api import resolve_device
+from .models import LOADERS, ModelEntry, resolve_models
 from .quality import QualityConfig, run_quality
 from .report import BenchReport
 from .speed import Runtime, SpeedConfig, run_specs, run_speed
