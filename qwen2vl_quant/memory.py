@@ -8,7 +8,7 @@ The pipeline holds at most (pipeline/layerwise.py, pipeline/sequential.py, algor
                  + GPTQ's float32 copy of the largest stacked group (gate/up: 2*I x H) and
                    its uint8 codes
                  + two I x I float32 matrices (down_proj's Hessian and its Cholesky factor,
-                   algorithms/gptq.py _damped_inverse_cholesky)
+                   algorithms/gptq.py _damped_cholesky)
                  + activations: per token, hidden states in and out, the attention residual,
                    o_proj's input (4 * H) and down_proj's input (I), in the model dtype
 

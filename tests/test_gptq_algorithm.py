@@ -108,36 +108,72 @@ def test_symmetric_grid_has_the_middle_zero(problem):
         assert torch.all(result.weight.zeros == 2 ** (bits - 1))
 
 
-@pytest.mark.parametrize("options", OPTIONS + [dict(bits=4, group_size=64, sym=False, block_size=48)],
+@pytest.mark.parametrize("options", OPTIONS + [dict(bits=4, group_size=32, sym=False, block_size=96)],
                          ids=lambda o: "-".join(f"{k}={v}" for k, v in o.items()))
 def test_optimized_solve_picks_the_reference_codes(problem, options):
-    """The in-place, row-major solve with the flipped-Cholesky inverse is the reference
-    algorithm reordered: same codes and grids, losses equal to float rounding."""
+    """The feedback-form solve (one Cholesky factor, no inverse, reading only H's lower
+    triangle) is the reference algorithm rearranged: the same codes and grids up to float
+    rounding. Int8's 256 levels put a few weights within rounding of a tie between two
+    codes; those may land on either."""
     from gptq_reference import reference_gptq
 
     _, w, hessian = problem
-    ours = gptq_quantize(w, hessian, **options)
+    ours = gptq_quantize(w, hessian.tril(), **options)  # the upper triangle is never read
     reference = reference_gptq(w, hessian, **options)
-    assert torch.equal(ours.weight.codes, reference.weight.codes)
+    steps = (ours.weight.codes.int() - reference.weight.codes.int()).abs()
+    if options["bits"] == 4:
+        assert int(steps.max()) == 0
+    else:
+        assert int(steps.max()) <= 1 and int((steps > 0).sum()) <= steps.numel() // 1000
     assert torch.equal(ours.weight.g_idx, reference.weight.g_idx)
     torch.testing.assert_close(ours.weight.scales, reference.weight.scales, rtol=1e-3, atol=0)
     torch.testing.assert_close(ours.weight.zeros, reference.weight.zeros)
-    torch.testing.assert_close(ours.row_losses, reference.row_losses, rtol=1e-3, atol=1e-9)
+    torch.testing.assert_close(ours.row_losses.sum(), reference.row_losses.sum(), rtol=1e-3, atol=0)
 
 
-def test_inverse_cholesky_factor_matches_the_reference_chain(problem):
-    """U from one flipped factorization equals cholesky(cholesky_inverse(cholesky(H)), upper)."""
-    from qwen2vl_quant.algorithms.gptq import _damped_inverse_cholesky
+def test_blocks_hold_whole_groups(problem):
+    """A group that straddled two blocks would be fitted on rows some of which lack the
+    current block's updates (the reference does that, so its codes depend on the block
+    size); blocks are rounded to whole groups, so 48 acts as 64 for groups of 64."""
+    from gptq_reference import reference_gptq
+
+    _, w, hessian = problem
+    ours = gptq_quantize(w, hessian, bits=4, group_size=64, sym=False, block_size=48)
+    reference = reference_gptq(w, hessian, bits=4, group_size=64, sym=False, block_size=64)
+    assert torch.equal(ours.weight.codes, reference.weight.codes)
+
+
+def test_cholesky_factor_gives_the_reference_updates(problem):
+    """V V^T = H with V upper triangular, and U = diag(V)^-1 M^-1 with M = V diag(V)^-1,
+    U being the reference's factor cholesky(cholesky_inverse(cholesky(H)), upper): the
+    feedback coefficients M carry the same information as the reference's U."""
+    from qwen2vl_quant.algorithms.gptq import _damped_cholesky
 
     _, _, hessian = problem
     damped = hessian.double().clone()
     damped.diagonal().add_(0.01 * damped.diagonal().mean())
-    expected = torch.linalg.cholesky(torch.cholesky_inverse(torch.linalg.cholesky(damped)), upper=True)
-    factor, damp = _damped_inverse_cholesky(hessian.double().clone(), 0.01, 0.0, torch.ones(256, dtype=torch.bool))
+    expected_u = torch.linalg.cholesky(torch.cholesky_inverse(torch.linalg.cholesky(damped)), upper=True)
+    factor, damp = _damped_cholesky(hessian.double().tril(), 0.01, 0.0, torch.ones(256, dtype=torch.bool))
     assert damp == 0.01
-    torch.testing.assert_close(factor.dense(), expected, rtol=1e-9, atol=1e-12)
-    torch.testing.assert_close(factor.rows(64, 128), expected[64:128, 64:], rtol=1e-9, atol=1e-12)
-    assert torch.equal(factor.dense(), factor.dense().triu())
+    V = factor.upper()
+    torch.testing.assert_close(V @ V.T, damped, rtol=1e-10, atol=1e-12)
+    M = V / V.diagonal()
+    torch.testing.assert_close(torch.diag(1 / V.diagonal()) @ torch.linalg.inv(M), expected_u, rtol=1e-8, atol=1e-10)
+    coeffs, diagonal = factor.feedback(64, 128)
+    torch.testing.assert_close(coeffs[:, :128].tril(64), M.T[64:128, :128].tril(64))
+    torch.testing.assert_close(diagonal, V.diagonal()[64:128])
+
+
+def test_lower_triangle_accumulation_matches_the_full_product():
+    gen = torch.Generator().manual_seed(4)
+    x = torch.randn(500, 1100, generator=gen)  # 1100: blocks of 256 and a ragged last one
+    acc = HessianAccumulator(1100)
+    acc.add_batch(x[:300])
+    acc.add_batch(x[300:])
+    expected = 2 * x.double().T @ x.double() / 500
+    torch.testing.assert_close(acc.lower_triangle.tril().double(), expected.tril(), rtol=1e-4, atol=1e-4)
+    torch.testing.assert_close(acc.hessian.double(), expected, rtol=1e-4, atol=1e-4)
+    assert torch.equal(acc.hessian, acc.hessian.T)
 
 
 def test_hessian_of_bf16_activations_is_exact_to_float32_rounding():
@@ -153,14 +189,3 @@ def test_hessian_of_bf16_activations_is_exact_to_float32_rounding():
     x = torch.cat(chunks).double()
     expected = 2 * x.T @ x / x.shape[0]
     assert float((acc.hessian.double() - expected).abs().max() / expected.abs().max()) < 2e-6
-
-
-def test_blocked_triangular_inverse():
-    from qwen2vl_quant.algorithms.gptq import _lower_triangular_inverse
-
-    gen = torch.Generator().manual_seed(5)
-    a = torch.randn(300, 300, generator=gen, dtype=torch.float64)
-    L = torch.linalg.cholesky(a @ a.T + 300 * torch.eye(300, dtype=torch.float64))
-    out = torch.full_like(L, float("nan"))
-    _lower_triangular_inverse(L.mT.contiguous().mT, out, base=32, chunk=48)  # odd splits, column-major input
-    torch.testing.assert_close(out, torch.linalg.inv(L), rtol=1e-10, atol=1e-12)

@@ -8,9 +8,10 @@ real ValueErrors from transformers (DESIGN.md section 5).
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Iterator
 
 import torch
 from torch import nn
@@ -54,7 +55,7 @@ def capture_first_layer_inputs(
 
     handle = first_layer.register_forward_pre_hook(hook, with_kwargs=True)
     try:
-        with torch.inference_mode():
+        with torch.inference_mode(), flush_denormals():
             for sample in tqdm(samples, desc="capture layer-0 inputs", unit="sample", leave=False,
                                disable=not show_progress):
                 current.clear()
@@ -70,6 +71,24 @@ def capture_first_layer_inputs(
     finally:
         handle.remove()
     return captured
+
+
+@contextlib.contextmanager
+def flush_denormals() -> Iterator[None]:
+    """Treat subnormal floats as zero on CPU while the vision tower runs.
+
+    Subnormal operands make the CPU's float units take a slow path: on a Qwen2-VL-2B
+    shaped vision tower with random weights, whose MLP activations are mostly subnormal,
+    QuickGELU's sigmoid and products took 55 % of capture time and ran 5-15x faster with
+    flushing. Values below 1e-38 change nothing a calibration can see. torch has no getter
+    for the flag; its default is off, which is what is restored.
+    """
+    supported = torch.set_flush_denormal(True)
+    try:
+        yield
+    finally:
+        if supported:
+            torch.set_flush_denormal(False)
 
 
 def move_to(value: Any, device: torch.device) -> Any:

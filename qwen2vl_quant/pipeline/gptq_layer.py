@@ -85,7 +85,7 @@ def _solve_group(
     stacked = torch.cat([linear.weight for linear in linears], dim=0)
     result = gptq_quantize(
         stacked,
-        hessian.hessian,
+        hessian.lower_triangle,  # all the solve reads
         bits=config.bits,
         group_size=config.group_size,
         sym=config.sym,
