@@ -48,14 +48,14 @@ SHAPES = {
 M_ALL = (1, 4, 16, 64, 256, 2048)
 M_QUICK = (1, 16, 64, 256)
 # name -> (layout, bits, group_size): Qwen's published checkpoints use group 128; the
-# per-channel 8-bit variant is the one torch's int8 CPU op can run.
+# per-channel 8-bit variant is the one torch's int8 CPU op runs in one launch.
 FORMATS = {
     "gptq4": ("gptq", 4, 128),
     "awq4": ("awq", 4, 128),
     "gptq8": ("gptq", 8, 128),
     "gptq8pc": ("gptq", 8, -1),
 }
-FORMATS_QUICK = ("gptq4", "awq4", "gptq8pc")
+FORMATS_QUICK = ("gptq4", "awq4", "gptq8", "gptq8pc")
 # Peak DRAM bandwidth by device name (vendor datasheets), for the "% of peak" column.
 PEAK_GBS = {"H200": 4800.0, "H100 NVL": 3900.0, "H100 PCIe": 2000.0, "H100": 3350.0, "A100": 2039.0, "L40S": 864.0}
 
@@ -195,7 +195,7 @@ def markdown(meta: dict, rows: list[dict], compiled: list[dict], args) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--quick", action="store_true", help="2B shapes, M = 1 16 64 256, formats gptq4 awq4 gptq8pc")
+    parser.add_argument("--quick", action="store_true", help="2B shapes, M = 1 16 64 256, formats gptq4 awq4 gptq8 gptq8pc")
     parser.add_argument("--models", nargs="+", choices=sorted(SHAPES), default=None)
     parser.add_argument("--projs", nargs="+", default=None, help="subset of q_o_proj k_v_proj gate_up_proj down_proj")
     parser.add_argument("--m", nargs="+", type=int, default=None, help=f"rows (default {M_ALL})")

@@ -3,8 +3,8 @@
 
 Quality numbers measured on random weights say little, so the CI benchmark quantizes a
 small model that has learned something: this script trains one from scratch on the
-synthetic picture-question task of shapes_task.py (count the shapes, name their colors,
-name the shape of a color, read a seven-segment digit, yes/no), and writes
+synthetic picture-question task of shapes_task.py (count the shapes, name their color and
+their kind, read a seven-segment digit, yes/no), and writes
 
     OUT/                     the BF16 checkpoint: config, safetensors, tokenizer, processor,
                              chat template (the real Qwen2-VL files, from qwen2vl_quant.tiny_model)
@@ -330,6 +330,7 @@ def main(argv: list[str] | None = None) -> int:
         "heldout_questions": questions, "heldout_accuracy_bf16_teacher_forced": round(heldout_bf16, 4),
         "heldout_accuracy_by_type": heldout_by_type,
         "calibration_conversations": calib,
+        "command": " ".join(["python benchmarks/train_small_vlm.py", *(argv if argv is not None else sys.argv[1:])]),
     }
     (out / "training.json").write_text(json.dumps(record, indent=1) + "\n")
     state_path.unlink(missing_ok=True)

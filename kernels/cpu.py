@@ -23,9 +23,11 @@ The conversion runs once, at prepare time. Two rewrites widen what the ops accep
       ExLlamaV2 do on GPU);
     * a group larger than 256 (or one group for all of K) is cut into sub-groups of 256,
       128, 64 or 32 rows that repeat its scale and zero.
-The int8 op has no groups, so it serves only 8-bit weights with one group; other 8-bit
-weights take the dequantize + matmul path (dispatch.py), re-expanding the weight on every
-call: caching the dense weight would cost the memory the quantization saved.
+The int8 op has no groups: a grouped 8-bit weight is stored as one int8 matrix per group
+of input rows, [G, N, g], and a call sums G products in float32, each with its group's
+per-channel scales (y = sum_g (x_g @ (q_g - 128)^T) * s_g), plus the zero term per group.
+That reads every weight byte once, where dequantize + matmul (torch_dequant) re-expands the
+whole weight on every call; it pays G op launches, so dispatch.py sends it only small M.
 
 Rounding: both ops run in bf16, their only fast dtype: the tables are built in bf16 and
 fp16 activations are converted to bf16 and the result back. The fp16 checkpoint scales
@@ -58,9 +60,13 @@ class CpuInt4Weight:
 
 @dataclass(frozen=True, eq=False)
 class CpuInt8Weight:
-    weight: torch.Tensor  # int8 [N, K] = q - 128
-    scales: torch.Tensor  # bf16 [N]
-    zero_term: torch.Tensor | None  # fp32 [N] = (128 - z) * s; None when every zero is 128
+    weight: torch.Tensor  # int8 [G, N, g] = q - 128, one matrix per group of g input rows
+    scales: torch.Tensor  # bf16 [G, N]
+    zero_term: torch.Tensor | None  # fp32 [G, N] = (128 - z) * s; None when every zero is 128
+
+    @property
+    def groups(self) -> int:
+        return self.weight.shape[0]
 
 
 def act_order_perm(g_idx: torch.Tensor | None, k: int, group: int) -> tuple[torch.Tensor | None, bool]:
@@ -112,8 +118,6 @@ def int8_unsupported(fmt: PackedFormat, k: int, n: int, group: int) -> str | Non
     """Why the int8 op cannot take this weight, or None."""
     if fmt.bits != 8:
         return "int8 op needs 8-bit weights"
-    if group != k:
-        return f"int8 op is per channel: needs a single group, group {group} < K={k}"
     return None
 
 
@@ -147,17 +151,22 @@ def prepare_int8(
     qzeros: torch.Tensor,
     scales: torch.Tensor,
     group_size: int,
+    perm: torch.Tensor | None = None,
 ) -> CpuInt8Weight:
-    """Convert once to torch's int8 CPU format (single group only; no act-order to undo)."""
+    """Convert once to torch's int8 CPU format, one matrix per group (rows in perm order
+    when perm is given)."""
     k, n, group = check_packed(fmt, qweight, qzeros, scales, group_size)
     reason = int8_unsupported(fmt, k, n, group)
     if reason:
         raise ValueError(reason)
     codes, zeros = unpack_codes(fmt, qweight.cpu(), qzeros.cpu())
-    weight = (codes - 128).to(torch.int8).T.contiguous()
-    s = scales.cpu().to(torch.float32)[0]
-    z = zeros[0]
-    zero_term = None if bool((z == 128).all()) else (128.0 - z.to(torch.float32)) * s
+    if perm is not None:
+        codes = codes[perm]
+    groups = k // group
+    # [K, N] -> [G, g, N] -> [G, N, g]: each group's rows contiguous, as the op reads them.
+    weight = (codes - 128).to(torch.int8).reshape(groups, group, n).transpose(1, 2).contiguous()
+    s = scales.cpu().to(torch.float32)
+    zero_term = None if bool((zeros == 128).all()) else (128.0 - zeros.to(torch.float32)) * s
     return CpuInt8Weight(weight, s.to(COMPUTE_DTYPE), zero_term)
 
 
@@ -168,9 +177,18 @@ def int4_matmul(x: torch.Tensor, w: CpuInt4Weight) -> torch.Tensor:
 
 
 def int8_matmul(x: torch.Tensor, w: CpuInt8Weight) -> torch.Tensor:
-    """x [M, K] -> [M, N] in x's dtype."""
+    """x [M, K] (columns already permuted if the weight was) -> [M, N] in x's dtype."""
     xb = x.to(COMPUTE_DTYPE).contiguous()
-    y = torch.ops.aten._weight_int8pack_mm(xb, w.weight, w.scales)
-    if w.zero_term is None:
-        return y.to(x.dtype)
-    return (y.float() + x.float().sum(dim=-1, keepdim=True) * w.zero_term).to(x.dtype)
+    if w.groups == 1:
+        y = torch.ops.aten._weight_int8pack_mm(xb, w.weight[0], w.scales[0])
+        if w.zero_term is None:
+            return y.to(x.dtype)
+        return (y.float() + x.float().sum(dim=-1, keepdim=True) * w.zero_term[0]).to(x.dtype)
+    g = w.weight.shape[2]
+    y = torch.ops.aten._weight_int8pack_mm(xb[:, :g], w.weight[0], w.scales[0]).float()
+    for i in range(1, w.groups):
+        y += torch.ops.aten._weight_int8pack_mm(xb[:, i * g : (i + 1) * g], w.weight[i], w.scales[i])
+    if w.zero_term is not None:
+        sums = x.float().reshape(x.shape[0], w.groups, g).sum(dim=-1)  # [M, G]
+        y.addmm_(sums, w.zero_term)
+    return y.to(x.dtype)

@@ -9,7 +9,8 @@ Paths (path="auto" picks the first that applies):
            triton_gemm     M < 256   tiled dequant-GEMM (gemm.py)
            triton_dequant  larger M  Triton dequantize + torch.matmul (dequant.py)
     CPU    cpu_int4        4-bit, M <= CPU_INT4_MAX_M: torch's int4 op (cpu.py; runs in bf16)
-           cpu_int8        8-bit with one group, M <= CPU_INT8_MAX_M: torch's int8 op (bf16)
+           cpu_int8        8-bit, M <= CPU_INT8_MAX_M (grouped: CPU_INT8_GROUPED_MAX_M):
+                           torch's int8 op (bf16), once per group
            torch_dequant   otherwise: vectorised torch dequantize + matmul (torch_dequant.py)
     any    reference       reference.py dequantize (to x's dtype) + matmul, the definition
 Under TRITON_INTERPRET=1 the triton_* paths also run on CPU tensors (tests), but only when
@@ -61,6 +62,8 @@ PATHS = TRITON_PATHS + CPU_PATHS + ("torch_dequant", "reference")
 # dequantizing does not); measured on 2 cores, benchmarks/results/kernels.md.
 CPU_INT4_MAX_M = 64
 CPU_INT8_MAX_M = 64
+# Grouped 8-bit runs the int8 op once per group: G launches per call.
+CPU_INT8_GROUPED_MAX_M = 16
 
 
 @dataclass(frozen=True, eq=False)
@@ -141,7 +144,7 @@ def prepare(
         if why4 is None:
             cpu = prepare_int4(fmt, qweight, qzeros, scales, group_size, perm)
         if why8 is None:
-            cpu = prepare_int8(fmt, qweight, qzeros, scales, group_size)
+            cpu = prepare_int8(fmt, qweight, qzeros, scales, group_size, perm)
         unsupported += [(p, why) for p, why in (("cpu_int4", why4), ("cpu_int8", why8)) if why]
     if perm is not None:
         perm = perm.to(device)
@@ -184,8 +187,10 @@ def resolve_path(prepared: PreparedWeight, m: int, path: str = "auto") -> str:
         return "triton_decode" if m <= DECODE_MAX_M else "triton_gemm" if m <= GEMM_MAX_M else "triton_dequant"
     if "cpu_int4" in available and m <= CPU_INT4_MAX_M:
         return "cpu_int4"
-    if "cpu_int8" in available and m <= CPU_INT8_MAX_M:
-        return "cpu_int8"
+    if "cpu_int8" in available:
+        limit = CPU_INT8_MAX_M if prepared.cpu.groups == 1 else CPU_INT8_GROUPED_MAX_M
+        if m <= limit:
+            return "cpu_int8"
     return "torch_dequant" if "torch_dequant" in available else "reference"
 
 

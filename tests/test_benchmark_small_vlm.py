@@ -41,9 +41,9 @@ def test_committed_model_and_its_data():
     assert not held & {_digest(MODEL / p) for p in calib_images}
 
     record = json.loads((MODEL / "training.json").read_text())
-    # 76.6 % as committed: counting and digits are solved, naming the color or shape at a
-    # place generalizes less (see training.json); a retrained model must not be worse.
-    assert record["heldout_accuracy_bf16_teacher_forced"] >= 0.75
+    # 90 % as committed (see training.json); issue 5 asks for 80 %+, and so does this test
+    # of any retrained model.
+    assert record["heldout_accuracy_bf16_teacher_forced"] >= 0.8
 
 
 @pytest.mark.parametrize("seed", range(3))
@@ -53,9 +53,8 @@ def test_no_answer_can_be_read_off_an_earlier_turn(seed):
         scene = shapes_task.random_scene(rng)
         qa = shapes_task.questions(scene, rng, describe=True)
         kinds = {shapes_task.question_type(q) for q, _ in qa}
-        assert {"count", "digit", "yes/no"} <= kinds and qa[-1][0] == "Describe the picture."
-        places = [q.rstrip("?").split(" at the ")[-1] for q, _ in qa if " at the " in q]
-        assert len(places) == len(set(places))  # color and shape questions ask about different cells
+        assert kinds == {"count", "digit", "color", "shape", "yes/no", "description"}
+        assert qa[-1][0] == "Describe the picture."
         for i, (question, answer) in enumerate(qa[:-1]):
             if shapes_task.question_type(question) == "yes/no":
                 color = question.split()[3]  # "Is there a red shape?"

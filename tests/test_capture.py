@@ -74,3 +74,18 @@ def test_vision_samples_use_mrope_positions(setup):
 
 def test_stop_exception_is_not_a_value_error():
     assert not issubclass(StopForward, ValueError)
+
+
+def test_capture_flushes_subnormals_only_while_it_runs(setup):
+    """The capture treats subnormal floats as zero (a slow path on CPUs) and then puts the
+    flag back, so the caller's arithmetic is as before."""
+    from qwen2vl_quant.pipeline.capture import flush_denormals
+
+    tiny = torch.tensor([1e-40], dtype=torch.float32)  # subnormal in float32
+    assert float(tiny * 2) != 0
+    with flush_denormals():
+        assert float(tiny * 2) == 0
+    assert float(tiny * 2) != 0
+    model, samples = setup
+    capture_inputs(ModelSource(model), samples[:1], QWEN2_VL, CPU, CPU, show_progress=False)
+    assert float(tiny * 2) != 0

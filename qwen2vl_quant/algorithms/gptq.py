@@ -16,7 +16,7 @@ from typing import Iterator
 
 import torch
 
-from .quantizer import Grid, fit_grid, quantize_codes
+from .quantizer import Grid, fit_grid
 
 logger = logging.getLogger(__name__)
 
@@ -200,6 +200,10 @@ def gptq_quantize(
             # holds W - Q of the finished channels.
             W1.addmm_(coeffs[:, :i1], WT[:i1])
         within = coeffs[:, i1:]  # lower triangle: M[j, k] for channels j <= k of the block
+        # Per channel only what the next channel needs; codes, losses and W - Q are written
+        # per block (the loop runs once per input channel: its op count is its cost).
+        block_codes = torch.empty_like(W1)
+        dequantized = torch.empty_like(W1)
         for i in range(i2 - i1):
             col = i1 + i
             if static_groups:
@@ -213,14 +217,15 @@ def gptq_quantize(
                     rows_now = _gptq_state(W1[span], original[span], within[span, span])
                 grid = fit_grid(rows_now.T, bits, sym, min_zero)
                 grids.append(grid)
-            w = W1[i]
-            q_codes = quantize_codes(w, grid)
-            codes_t[col] = q_codes
-            q = (q_codes - grid.zero).mul_(grid.scale)
-            err = torch.sub(w, q).mul_(diagonal[i])  # (w - q) / U_jj, U = Cholesky factor of H^-1
-            losses.addcmul_(err, err, value=0.5)
+            # quantize_codes, in place: clamp(round(w / scale) + zero, 0, maxq)
+            q_codes = torch.div(W1[i], grid.scale, out=block_codes[i]).round_().add_(grid.zero).clamp_(0, grid.maxq)
+            q = torch.sub(q_codes, grid.zero, out=dequantized[i]).mul_(grid.scale)
             rounding = original[i].sub_(q)  # W - Q of this channel
             W1[i + 1 :].addr_(within[i + 1 :, i], rounding)
+        codes_t[i1:i2] = block_codes
+        # Rows of W1 are final once quantized (only later rows are updated).
+        err = W1.sub_(dequantized).mul_(diagonal[:, None])  # (w - q) / U_jj, U = Cholesky factor of H^-1
+        losses.add_(err.square_().sum(dim=0), alpha=0.5)
         W1.copy_(original)
     codes = codes_t.T
 
