@@ -17,8 +17,8 @@ different kinds and colors and asked for the color or the shape at a named place
 3.2 M-parameter model never learned to bind a place to a shape (held-out accuracy 53 %
 for the color at a place, 36 % for the shape, chance 20 % and 33 %) and stalled at
 76.6 % overall, while it counted and read digits perfectly.
-A training conversation asks all five questions about one picture as one multi-turn
-chat with the loss on every answer (DESIGN.md section 4: with one question per picture
+A training conversation asks four of the five questions about one picture as one
+multi-turn chat with the loss on every answer (DESIGN.md section 4: with one question per picture
 a model of this size stalled near 38 %); no answer can be read off an earlier turn (see
 ``questions``). Everything is drawn from a seed, so the training stream, the calibration
 file and the held-out file are disjoint by seed.
@@ -106,27 +106,34 @@ def _draw_digit(draw: ImageDraw.ImageDraw, digit: str, cell: int, rng: random.Ra
         draw.rectangle(boxes[segment], fill=(0, 0, 0))
 
 
-def questions(scene: Scene, rng: random.Random, describe: bool = False) -> list[tuple[str, str]]:
-    """The questions about a scene with their answers, for one multi-turn conversation.
+def questions(scene: Scene, rng: random.Random, describe: bool = False,
+              conversation: bool = True) -> list[tuple[str, str]]:
+    """The questions about a scene with their answers.
 
-    No answer can be read off an earlier turn, so that the model must look at the picture
-    (a single question after the picture is what the held-out file asks): the yes/no
-    question comes before the answer that names its color, and the wording of a question
-    never depends on the count. Otherwise the order is random, so every kind of question
-    is also asked first.
+    conversation=True (training and calibration): for one multi-turn conversation, in which
+    no answer can be read off an earlier turn, so that the model must look at the picture.
+    A picture has one color, so the color question and the yes/no question (is a named
+    color present?) tell each other's answer: a conversation asks one of the two, each
+    half the time. The wording of a question never depends on the count, and the order is
+    random, so every kind of question is also asked first (as the held-out file asks it).
+    conversation=False (the held-out file): all five, each to be asked on its own.
 
     describe: end with "Describe the picture." and a full description: dense supervision
-    of everything visible, last so that it gives nothing away.
+    of everything visible. It comes last, so it gives no answer away; it may repeat
+    earlier ones.
     """
     kind, color, _ = scene.shapes[0]
     qa = [("How many shapes are there?", str(len(scene.shapes))), ("What number is shown?", scene.digit),
-          ("What color are the shapes?", color), ("What kind of shape is drawn?", kind)]
-    rng.shuffle(qa)
+          ("What kind of shape is drawn?", kind)]
     # Half yes, half no: a model that always says "no" gets 50 %, not 80 %.
     asked = color if rng.random() < 0.5 else rng.choice([c for c in sorted(COLORS) if c != color])
+    color_q = ("What color are the shapes?", color)
     yes_no = (f"Is there a {asked} shape?", "yes" if asked == color else "no")
-    giveaways = [i for i, (_, answer) in enumerate(qa) if answer == asked]
-    qa.insert(min(giveaways, default=rng.randint(0, len(qa))), yes_no)
+    if conversation:
+        qa.append(color_q if rng.random() < 0.5 else yes_no)
+    else:
+        qa += [color_q, yes_no]
+    rng.shuffle(qa)
     if describe:
         qa.append(("Describe the picture.", description(scene)))
     return qa
@@ -160,9 +167,10 @@ def conversation(image: str, qa: list[tuple[str, str]]) -> list[dict]:
     return messages
 
 
-def write_pictures(directory: Path, prefix: str, count: int, seed: int,
-                   describe: bool = False) -> list[tuple[Path, list[tuple[str, str]]]]:
-    """Draw ``count`` pictures into ``directory``; return (path, questions) for each."""
+def write_pictures(directory: Path, prefix: str, count: int, seed: int, describe: bool = False,
+                   conversation: bool = True) -> list[tuple[Path, list[tuple[str, str]]]]:
+    """Draw ``count`` pictures into ``directory``; return (path, questions) for each
+    (``describe`` and ``conversation`` as in ``questions``)."""
     directory.mkdir(parents=True, exist_ok=True)
     rng = random.Random(seed)
     out = []
@@ -170,5 +178,5 @@ def write_pictures(directory: Path, prefix: str, count: int, seed: int,
         scene = random_scene(rng)
         path = directory / f"{prefix}_{i:03d}.png"
         draw_scene(scene, rng).save(path, optimize=True)
-        out.append((path, questions(scene, rng, describe)))
+        out.append((path, questions(scene, rng, describe, conversation)))
     return out

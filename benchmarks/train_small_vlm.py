@@ -145,7 +145,7 @@ def monitor_set(count: int, seed: int) -> list[tuple[object, list[dict]]]:
     for _ in range(count):
         scene = shapes_task.random_scene(rng)
         image = shapes_task.draw_scene(scene, rng)
-        for qa in shapes_task.questions(scene, rng):
+        for qa in shapes_task.questions(scene, rng, conversation=False):
             items.append((image, shapes_task.conversation("picture", [qa])))
     return items
 
@@ -174,7 +174,7 @@ def teacher_forced_accuracy(model, encoder: Encoder, items, batch_size: int = 32
 
 def write_heldout(out: Path, pictures: int) -> int:
     rows = []
-    for path, qa in shapes_task.write_pictures(out / "heldout", "heldout", pictures, HELDOUT_SEED):
+    for path, qa in shapes_task.write_pictures(out / "heldout", "heldout", pictures, HELDOUT_SEED, conversation=False):
         rows += [{"image": f"heldout/{path.name}", "question": q, "answers": [a]} for q, a in qa]
     _write_jsonl(out / "heldout_vqa.jsonl", rows)
     return len(rows)

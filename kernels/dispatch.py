@@ -62,8 +62,12 @@ PATHS = TRITON_PATHS + CPU_PATHS + ("torch_dequant", "reference")
 # dequantizing does not); measured on 2 cores, benchmarks/results/kernels.md.
 CPU_INT4_MAX_M = 64
 CPU_INT8_MAX_M = 64
-# Grouped 8-bit runs the int8 op once per group: G launches per call.
+# Grouped 8-bit runs the int8 op once per group: G launches per call. Below
+# CPU_INT8_LARGE_WEIGHT weights, dequantizing is cheap enough to win from M = 64 on
+# (2B q/o/k/v); larger weights (gate/up, down) keep the int8 op up to CPU_INT8_MAX_M
+# (benchmarks/results/kernels.md).
 CPU_INT8_GROUPED_MAX_M = 16
+CPU_INT8_LARGE_WEIGHT = 2**23
 
 
 @dataclass(frozen=True, eq=False)
@@ -188,7 +192,8 @@ def resolve_path(prepared: PreparedWeight, m: int, path: str = "auto") -> str:
     if "cpu_int4" in available and m <= CPU_INT4_MAX_M:
         return "cpu_int4"
     if "cpu_int8" in available:
-        limit = CPU_INT8_MAX_M if prepared.cpu.groups == 1 else CPU_INT8_GROUPED_MAX_M
+        large = prepared.in_features * prepared.out_features >= CPU_INT8_LARGE_WEIGHT
+        limit = CPU_INT8_MAX_M if prepared.cpu.groups == 1 or large else CPU_INT8_GROUPED_MAX_M
         if m <= limit:
             return "cpu_int8"
     return "torch_dequant" if "torch_dequant" in available else "reference"

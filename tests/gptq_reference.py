@@ -1,7 +1,10 @@
 """The GPTQ solve as the reference writes it (IST-DASLab/gptq ``fasterquant``), kept as a
 test oracle for the optimized ``qwen2vl_quant.algorithms.gptq.gptq_quantize``: column-major
 updates on a cloned block, and H^-1's Cholesky factor from cholesky -> cholesky_inverse ->
-cholesky. The optimized solve must pick the same codes.
+cholesky. The optimized solve must pick the same codes (up to float rounding), except where
+a group straddles two blocks: there the reference fits the group's grid on rows some of
+which lack the current block's updates, and its codes depend on the block size; the
+optimized solve rounds blocks to whole groups (tests/test_gptq_algorithm.py).
 """
 
 from __future__ import annotations

@@ -16,6 +16,7 @@ from qwen2vl_quant.kernels.dequant import dequantize
 from qwen2vl_quant.kernels.dispatch import (
     CPU_INT4_MAX_M,
     CPU_INT8_GROUPED_MAX_M,
+    CPU_INT8_MAX_M,
     PATHS,
     available_paths,
     prepare,
@@ -193,6 +194,17 @@ def test_auto_routes_by_m_on_cpu():
     assert resolve_path(p, CPU_INT4_MAX_M + 1) == "torch_dequant"
     assert resolve_path(p, 1, "reference") == "reference"
     assert available_paths(p) == ("cpu_int4", "torch_dequant", "reference")
+
+
+def test_grouped_int8_keeps_the_op_longer_for_large_weights():
+    """G launches of the int8 op beat re-expanding a large weight up to M = 64
+    (2B gate/up and down), a small one only up to CPU_INT8_GROUPED_MAX_M."""
+    _, large = _prepared("gptq", 8, 4096, 2048, 128)
+    assert resolve_path(large, CPU_INT8_MAX_M) == "cpu_int8"
+    assert resolve_path(large, CPU_INT8_MAX_M + 1) == "torch_dequant"
+    _, small = _prepared("gptq", 8, 512, 256, 128)
+    assert resolve_path(small, CPU_INT8_GROUPED_MAX_M) == "cpu_int8"
+    assert resolve_path(small, CPU_INT8_GROUPED_MAX_M + 1) == "torch_dequant"
 
 
 def test_act_order_perm():

@@ -70,9 +70,7 @@ class HessianAccumulator:
     def hessian(self) -> torch.Tensor:
         """The full symmetric matrix (the upper triangle mirrored in place on first use)."""
         if not self._symmetric:
-            H = self.lower_triangle
-            upper = torch.ones_like(H, dtype=torch.bool).triu_(1)
-            H[upper] = H.T[upper]
+            symmetrize_from_lower(self.lower_triangle)
             self._symmetric = True
         return self.lower_triangle
 
@@ -102,6 +100,18 @@ class HessianAccumulator:
                 _add_lower_gram(H, x, 2.0 / self.tokens)
         else:
             _add_lower_gram(H, x * math.sqrt(2.0 / self.tokens), 1.0)
+
+
+def symmetrize_from_lower(H: torch.Tensor, block: int = 1024) -> None:
+    """Copy H's lower triangle onto its upper one, in place, a block of rows at a time
+    (temporaries of one block x block at most)."""
+    n = H.shape[0]
+    for c0 in range(0, n, block):
+        c1 = min(c0 + block, n)
+        diagonal = H[c0:c1, c0:c1]
+        diagonal.copy_(diagonal.tril() + diagonal.tril(-1).T)
+        if c1 < n:
+            H[c0:c1, c1:].copy_(H[c1:, c0:c1].T)
 
 
 def _add_lower_gram(H: torch.Tensor, x: torch.Tensor, alpha: float) -> None:
@@ -176,8 +186,8 @@ def gptq_quantize(
     if desc_act:
         perm = torch.argsort(torch.diag(H), descending=True)
         WT = WT[perm]
-        H = H.tril()
-        H = (H + H.tril(-1).T)[perm][:, perm]  # the permutation mixes the triangles
+        symmetrize_from_lower(H)  # the permutation mixes the triangles
+        H = H[perm][:, perm]
 
     live = ~dead if perm is None else ~dead[perm]
     factor, damp_used = _damped_cholesky(H, damp_percent, damp_auto_increment, live)
@@ -282,8 +292,8 @@ class CholeskyFactor:
     channel reversal, P H P = L L^T gives V = P L P, and U[j, j] = 1 / V[j, j].
 
     The factor is stored as torch's Cholesky left it: L, the lower triangle of a
-    column-major matrix, i.e. the upper triangle of the row-major ``storage``; the other
-    triangle still holds Hessian entries and is never read.
+    column-major matrix, i.e. the upper triangle of the row-major ``storage`` (torch zeroes
+    the other triangle; it is never read).
     """
 
     def __init__(self, storage: torch.Tensor) -> None:
