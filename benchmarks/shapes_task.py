@@ -32,6 +32,8 @@ from pathlib import Path
 
 from PIL import Image, ImageDraw
 
+from qwen2vl_quant.sample_data import SHAPES, draw_shape
+
 IMAGE_SIZE = 112  # 4x4 merged visual tokens of 28x28 px
 CELL = IMAGE_SIZE // 2
 COLORS = {
@@ -41,7 +43,6 @@ COLORS = {
     "yellow": (240, 210, 0),
     "purple": (140, 40, 180),
 }
-SHAPES = ("circle", "square", "triangle")
 # Seven-segment digits: segments a (top), b (top right), c (bottom right), d (bottom),
 # e (bottom left), f (top left), g (middle).
 SEGMENTS = {
@@ -79,13 +80,7 @@ def draw_scene(scene: Scene, rng: random.Random) -> Image.Image:
         left = x0 + rng.randint(3, CELL - size - 3)
         top = y0 + rng.randint(3, CELL - size - 3)
         box = (left, top, left + size, top + size)
-        fill = COLORS[color]
-        if kind == "circle":
-            draw.ellipse(box, fill=fill)
-        elif kind == "square":
-            draw.rectangle(box, fill=fill)
-        else:
-            draw.polygon([(box[0], box[3]), (box[2], box[3]), ((box[0] + box[2]) // 2, box[1])], fill=fill)
+        draw_shape(draw, kind, box, COLORS[color])
     _draw_digit(draw, scene.digit, scene.digit_cell, rng)
     return img
 

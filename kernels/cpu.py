@@ -179,11 +179,6 @@ def int4_matmul(x: torch.Tensor, w: CpuInt4Weight) -> torch.Tensor:
 def int8_matmul(x: torch.Tensor, w: CpuInt8Weight) -> torch.Tensor:
     """x [M, K] (columns already permuted if the weight was) -> [M, N] in x's dtype."""
     xb = x.to(COMPUTE_DTYPE).contiguous()
-    if w.groups == 1:
-        y = torch.ops.aten._weight_int8pack_mm(xb, w.weight[0], w.scales[0])
-        if w.zero_term is None:
-            return y.to(x.dtype)
-        return (y.float() + x.float().sum(dim=-1, keepdim=True) * w.zero_term[0]).to(x.dtype)
     g = w.weight.shape[2]
     y = torch.ops.aten._weight_int8pack_mm(xb[:, :g], w.weight[0], w.scales[0]).float()
     for i in range(1, w.groups):

@@ -16,7 +16,8 @@ activations (Dettmers et al. 2022, "LLM.int8()"; Sun et al. 2024, "Massive Activ
 so ``outlier_channels=True`` plants such channels deterministically (see ``outlier_spec``).
 
     model_dir = build_tiny_qwen2vl("/tmp/tiny-qwen2vl")       # about 1 s
-    conversations = sample_conversations(make_test_images("/tmp/images", n=4))
+
+Pictures and conversations to calibrate or test it with are in ``sample_data``.
 """
 
 from __future__ import annotations
@@ -24,15 +25,13 @@ from __future__ import annotations
 import json
 import logging
 import math
-import random
 import zlib
 from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 
-__all__ = ["PRESETS", "build_processor", "build_tiny_qwen2vl", "build_tokenizer", "make_test_images",
-           "outlier_spec", "sample_conversations", "tiny_config"]
+__all__ = ["PRESETS", "build_processor", "build_tiny_qwen2vl", "build_tokenizer", "outlier_spec", "tiny_config"]
 
 log = logging.getLogger(__name__)
 
@@ -365,77 +364,3 @@ def _flush(out: Path, tensors: dict, i: int):
     log.info("wrote shard %d (%d tensors)", i + 1, len(tensors))
     nbytes = sum(t.numel() * t.element_size() for t in tensors.values())
     return tmp, list(tensors), nbytes, sum(t.numel() for t in tensors.values())
-
-
-# ----------------------------------------------------------------------------- test data
-
-_COLORS = ("red", "green", "blue", "yellow", "orange", "purple", "black", "white")
-_SIZES = ((84, 56), (112, 112), (56, 84))  # (width, height); cycled so sizes repeat
-
-
-def make_test_images(directory, n: int = 4, seed: int = 0) -> list[Path]:
-    """Write ``n`` small deterministic PNGs (shapes and a digit); each carries a one-line
-    "Description" text chunk that ``sample_conversations`` uses as the answer."""
-    from PIL import Image, ImageDraw, PngImagePlugin
-
-    directory = Path(directory)
-    directory.mkdir(parents=True, exist_ok=True)
-    rng = random.Random(seed)
-    paths = []
-    for i in range(n):
-        w, h = _SIZES[i % len(_SIZES)]
-        bg, fg = rng.sample(_COLORS, 2)
-        img = Image.new("RGB", (w, h), bg)
-        draw = ImageDraw.Draw(img)
-        shape = rng.choice(("circle", "square", "triangle"))
-        x0, y0 = rng.randrange(0, w // 3), rng.randrange(0, h // 3)
-        box = (x0, y0, x0 + w // 2, y0 + h // 2)
-        if shape == "circle":
-            draw.ellipse(box, fill=fg)
-        elif shape == "square":
-            draw.rectangle(box, fill=fg)
-        else:
-            draw.polygon([(box[0], box[3]), (box[2], box[3]), ((box[0] + box[2]) // 2, box[1])], fill=fg)
-        digit = rng.randrange(10)
-        draw.text((w - 14, h - 14), str(digit), fill="black" if bg != "black" else "white")
-        info = PngImagePlugin.PngInfo()
-        info.add_text("Description", f"A {fg} {shape} on a {bg} background, and the number {digit}.")
-        path = directory / f"image_{i:02d}.png"
-        img.save(path, pnginfo=info)
-        paths.append(path)
-    return paths
-
-
-def sample_conversations(image_paths) -> list[list[dict]]:
-    """Conversations in Qwen2-VL's message format (as in its README's quantization recipe):
-    text only with a system prompt, one per image, two images, and a video given as frames."""
-    from PIL import Image
-
-    paths = [Path(p).resolve() for p in image_paths]
-    if not paths:
-        raise ValueError("need at least one image")
-    uri = {p: f"file://{p}" for p in paths}  # qwen-vl-utils strips the 7-character scheme
-    desc, sizes = {}, {}
-    for p in paths:
-        with Image.open(p) as img:
-            desc[p], sizes[p] = img.text.get("Description", "A picture of simple shapes."), img.size
-
-    def turn(items: str | list[dict], answer: str) -> list[dict]:
-        return [{"role": "user", "content": items}, {"role": "assistant", "content": answer}]
-
-    convs = [[{"role": "system", "content": "You are a helpful assistant."},
-              *turn("Tell me who you are.",
-                    "I am a large language model named Qwen, created to answer questions.")]]
-    convs += [turn([{"type": "image", "image": uri[p]},
-                    {"type": "text", "text": "Describe this image."}], desc[p]) for p in paths]
-    a, b = paths[0], paths[1 % len(paths)]
-    convs.append(turn([{"type": "image", "image": uri[a]}, {"type": "image", "image": uri[b]},
-                       {"type": "text", "text": "Identify the similarities between these images."}],
-                      f"The first: {desc[a]} The second: {desc[b]}"))
-    # Video frames must share one size: repeat the images sized like the first to 4 frames.
-    frames = [p for p in paths if sizes[p] == sizes[paths[0]]]
-    frames = [frames[i % len(frames)] for i in range(4)]
-    convs.append(turn([{"type": "video", "video": [uri[f] for f in frames], "fps": 1.0},
-                       {"type": "text", "text": "Describe this video."}],
-                      "In the video the shapes change from one frame to the next. " + desc[frames[0]]))
-    return convs

@@ -12,7 +12,8 @@ import pytest
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 
-from qwen2vl_quant.tiny_model import build_tiny_qwen2vl, make_test_images, sample_conversations  # noqa: E402
+from qwen2vl_quant.sample_data import make_test_images, sample_conversations  # noqa: E402
+from qwen2vl_quant.tiny_model import build_tiny_qwen2vl  # noqa: E402
 
 
 @pytest.fixture(scope="session")

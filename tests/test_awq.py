@@ -28,7 +28,8 @@ from qwen2vl_quant.pipeline.awq_layer import (
 from qwen2vl_quant.pipeline.layerwise import capture_inputs, run_layers
 from qwen2vl_quant.pipeline.runner import ErrorMeter, LayerRunner
 from qwen2vl_quant.pipeline.source import ModelSource
-from qwen2vl_quant.tiny_model import make_test_images, sample_conversations, tiny_config
+from qwen2vl_quant.sample_data import make_test_images, sample_conversations
+from qwen2vl_quant.tiny_model import tiny_config
 
 CPU = torch.device("cpu")
 CLIPPED = ("self_attn.v_proj", "self_attn.o_proj", "mlp.gate_proj", "mlp.up_proj", "mlp.down_proj")

@@ -7,7 +7,6 @@ import math
 import shutil
 
 import pytest
-import torch
 from PIL import Image
 
 from qwen2vl_quant.api import quantize_checkpoint

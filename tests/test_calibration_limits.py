@@ -12,7 +12,8 @@ from PIL import Image
 from qwen2vl_quant.calibration.batches import CalibrationSummary, build_samples, iter_samples
 from qwen2vl_quant.calibration.budget import MediaShape, plan_sizes, visual_tokens
 from qwen2vl_quant.calibration.errors import CalibrationDataError, Reason, SampleSkipped
-from qwen2vl_quant.tiny_model import build_processor, make_test_images
+from qwen2vl_quant.sample_data import make_test_images
+from qwen2vl_quant.tiny_model import build_processor
 
 
 @pytest.fixture(scope="module")

@@ -15,7 +15,8 @@ from qwen2vl_quant.calibration.errors import CalibrationDataError, CalibrationEr
 from qwen2vl_quant.calibration.hf import HFDataset
 from qwen2vl_quant.calibration.image_folder import GENERIC_ANSWER, GENERIC_QUESTION, ImageFolderSource
 from qwen2vl_quant.calibration.sharegpt import is_sharegpt, sharegpt_to_conversation
-from qwen2vl_quant.tiny_model import build_processor, make_test_images
+from qwen2vl_quant.sample_data import make_test_images
+from qwen2vl_quant.tiny_model import build_processor
 
 
 @pytest.fixture(scope="module")

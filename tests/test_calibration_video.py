@@ -9,7 +9,8 @@ import pytest
 from qwen2vl_quant.calibration.batches import build_samples
 from qwen2vl_quant.calibration.errors import CalibrationDataError, CalibrationError
 from qwen2vl_quant.calibration.video import frame_indices, open_video
-from qwen2vl_quant.tiny_model import build_processor, make_test_images
+from qwen2vl_quant.sample_data import make_test_images
+from qwen2vl_quant.tiny_model import build_processor
 
 
 @pytest.fixture(scope="module")

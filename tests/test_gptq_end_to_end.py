@@ -6,7 +6,6 @@ import json
 
 import pytest
 import torch
-from safetensors import safe_open
 from transformers import AutoProcessor, Qwen2VLForConditionalGeneration
 
 from qwen2vl_quant.api import quantize

@@ -8,7 +8,7 @@ from transformers import AutoProcessor, Qwen2VLForConditionalGeneration
 from qwen2vl_quant.api import quantize
 from qwen2vl_quant.calibration.batches import build_samples
 from qwen2vl_quant.config import CalibrationConfig, GPTQConfig, RTNConfig
-from qwen2vl_quant.tiny_model import make_test_images, sample_conversations
+from qwen2vl_quant.sample_data import make_test_images, sample_conversations
 
 
 def load(model_dir):

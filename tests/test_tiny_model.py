@@ -9,6 +9,7 @@ from PIL import Image
 from transformers import AutoProcessor, AutoTokenizer, Qwen2VLForConditionalGeneration
 
 from qwen2vl_quant import tiny_model as tm
+from qwen2vl_quant.sample_data import make_test_images
 
 
 def _load(model_dir):
@@ -220,7 +221,7 @@ def test_2b_shapes_config_matches_qwen2_vl_2b():
 
 
 def test_test_images_and_conversations(test_images, calib_conversations, tmp_path):
-    again = tm.make_test_images(tmp_path, n=len(test_images), seed=0)
+    again = make_test_images(tmp_path, n=len(test_images), seed=0)
     assert [p.read_bytes() for p in again] == [p.read_bytes() for p in test_images]
     for p in test_images:
         with Image.open(p) as img:

@@ -7,6 +7,7 @@ allocator's peak) that run's alone, and confines an out-of-memory crash to it.
 
 from __future__ import annotations
 
+import argparse
 import json
 import logging
 import sys
@@ -14,10 +15,10 @@ from pathlib import Path
 
 
 def main(argv: list[str] | None = None) -> int:
-    argv = sys.argv[1:] if argv is None else argv
-    if len(argv) != 2:
-        print("usage: python -m qwen2vl_quant.benchmark.worker SPEC.json RESULT.json", file=sys.stderr)
-        return 2
+    parser = argparse.ArgumentParser(prog="python -m qwen2vl_quant.benchmark.worker")
+    parser.add_argument("spec", type=Path, help="SPEC.json, written by speed.run_isolated")
+    parser.add_argument("result", type=Path, help="RESULT.json, the SpeedResult")
+    args = parser.parse_args(argv)  # a usage error exits 2
     logging.basicConfig(level=logging.WARNING, format="%(message)s")
     import torch  # noqa: F401  (configures its loggers on import; quiet them after)
 
@@ -25,9 +26,9 @@ def main(argv: list[str] | None = None) -> int:
         logging.getLogger(noisy).setLevel(logging.ERROR)
     from .speed import run_spec
 
-    spec = json.loads(Path(argv[0]).read_text())
+    spec = json.loads(args.spec.read_text())
     result = run_spec(spec, isolated=True)
-    Path(argv[1]).write_text(json.dumps(result.to_dict()))
+    args.result.write_text(json.dumps(result.to_dict()))
     return 0
 
 

@@ -103,8 +103,8 @@ class CheckpointReader:
         """All tensors as transformers-5 parameter names."""
         return list(self.key_of)
 
-    def get(self, name: str) -> torch.Tensor:
-        """One tensor by transformers-5 parameter name, read from its shard into new memory."""
+    def _locate(self, name: str) -> tuple[str, StoredTensor]:
+        """(shard file name, where its bytes are) of a tensor by transformers-5 parameter name."""
         key = self.key_of.get(name)
         if key is None:
             raise ModelLoadError(f"{self.model_dir}: the checkpoint has no tensor for {name}")
@@ -112,19 +112,20 @@ class CheckpointReader:
         stored = self._header(filename).get(key)
         if stored is None:
             raise ModelLoadError(f"{self.model_dir / filename} has no tensor {key} (the index says it does)")
+        return filename, stored
+
+    def get(self, name: str) -> torch.Tensor:
+        """One tensor by transformers-5 parameter name, read from its shard into new memory."""
+        filename, stored = self._locate(name)
         try:
             return self._read(filename, stored)
         except OSError as exc:
-            raise ModelLoadError(f"{self.model_dir}: cannot read tensor {key}: {exc}") from exc
+            raise ModelLoadError(f"{self.model_dir}: cannot read tensor {stored.key}: {exc}") from exc
 
     def get_rows(self, name: str, rows: torch.Tensor) -> torch.Tensor:
         """Rows ``rows`` (int tensor) of a 2-D tensor, each read on its own: the rows of an
         embedding table that a calibration set uses, without the whole table."""
-        key = self.key_of.get(name)
-        if key is None:
-            raise ModelLoadError(f"{self.model_dir}: the checkpoint has no tensor for {name}")
-        filename = self.key_to_file[key]
-        stored = self._header(filename)[key]
+        filename, stored = self._locate(name)
         if len(stored.shape) != 2:
             raise ValueError(f"{name} is not a matrix: {stored.shape}")
         count, width = stored.shape
@@ -134,7 +135,7 @@ class CheckpointReader:
             if not 0 <= row < count:
                 raise IndexError(f"row {row} of {name} is out of range ({count} rows)")
             start = stored.start + row * row_bytes
-            one = StoredTensor(stored.path, key, stored.dtype, (width,), start, start + row_bytes)
+            one = StoredTensor(stored.path, stored.key, stored.dtype, (width,), start, start + row_bytes)
             out[i] = self._read(filename, one)
         return out
 

@@ -55,15 +55,18 @@ def quantize_sequentially(layer: nn.Module, runner: LayerRunner, solve: SolveGro
             return None
         accumulator = None
         pending: list[torch.Tensor] = []
+        pending_tokens = 0
         for x, mask in inputs:
             if accumulator is None:
                 accumulator = HessianAccumulator(x.shape[-1], dev)
             pending.append(real(x, mask))
+            pending_tokens += pending[-1].shape[0]
             # Samples are short (a few hundred tokens): one product over several of them
             # runs at a better rate, and every add_batch rescales the whole K x K matrix.
-            if sum(t.shape[0] for t in pending) >= HESSIAN_CHUNK_TOKENS:
+            if pending_tokens >= HESSIAN_CHUNK_TOKENS:
                 accumulator.add_batch(torch.cat(pending))
                 pending.clear()
+                pending_tokens = 0
         if pending:
             accumulator.add_batch(torch.cat(pending))
         return accumulator

@@ -27,8 +27,9 @@ from .padding import pad_mlp
 logger = logging.getLogger(__name__)
 
 # Modules the front model needs to run up to layer 0; everything else stays on "meta".
-FRONT_MODULES = ("model.visual", "model.language_model.embed_tokens")
+VISUAL = "model.visual"
 EMBEDDINGS = "model.language_model.embed_tokens"
+FRONT_MODULES = (VISUAL, EMBEDDINGS)
 
 
 class RowReadingEmbedding(nn.Module):
@@ -128,6 +129,7 @@ class DirectorySource:
         self.text_config = self.skeleton.config.text_config
         self.dtype = dtype or self.reader.get(f"{QWEN2_VL.layer_prefix(0)}.self_attn.q_proj.weight").dtype
         self.num_layers = self.config.text_config.num_hidden_layers
+        self._meta_embeddings: nn.Module | None = None  # the skeleton's table while front() lends a row reader
         # Set by the caller to pad every layer's MLP (pipeline/padding.py) as it is loaded.
         self.padded_intermediate_size: int | None = None
 
@@ -144,11 +146,10 @@ class DirectorySource:
         """The model with only the modules before layer 0 loaded, on ``device``; the
         embedding table stays on disk (RowReadingEmbedding)."""
         model = self.skeleton
-        visual = model.get_submodule("model.visual")
-        visual.load_state_dict(_cast(self.reader.get_prefix("model.visual"), self.dtype), strict=True, assign=True)
-        language = model.get_submodule("model.language_model")
-        self._meta_embeddings = language.embed_tokens
-        language.embed_tokens = RowReadingEmbedding(self.reader, f"{EMBEDDINGS}.weight", self.dtype, device)
+        visual = model.get_submodule(VISUAL)
+        visual.load_state_dict(_cast(self.reader.get_prefix(VISUAL), self.dtype), strict=True, assign=True)
+        self._meta_embeddings = model.get_submodule(EMBEDDINGS)
+        model.set_submodule(EMBEDDINGS, RowReadingEmbedding(self.reader, f"{EMBEDDINGS}.weight", self.dtype, device))
         rebuild_meta_buffers(model, device)
         visual.to(device)
         model.eval()
@@ -156,9 +157,9 @@ class DirectorySource:
 
     def release_front(self) -> None:
         """Drop the front modules' weights (back to meta) before the layers are streamed."""
-        self.skeleton.get_submodule("model.visual").to("meta")
-        if getattr(self, "_meta_embeddings", None) is not None:
-            self.skeleton.get_submodule("model.language_model").embed_tokens = self._meta_embeddings
+        self.skeleton.get_submodule(VISUAL).to("meta")
+        if self._meta_embeddings is not None:
+            self.skeleton.set_submodule(EMBEDDINGS, self._meta_embeddings)
             self._meta_embeddings = None
 
     def layer(self, index: int) -> nn.Module:
