@@ -71,6 +71,8 @@ class CalibrationSummary:
     skipped: dict[str, int] = field(default_factory=dict)  # reason -> count
     sources: dict[str, int] = field(default_factory=dict)  # source label -> samples used
     first_skip: dict[str, str] = field(default_factory=dict)  # reason -> first message, for logs
+    requested: int | None = None  # num_samples asked for
+    available: int | None = None  # records in the data (None for a stream)
 
     def add(self, source: str, tokens: tuple[int, int, int], truncated: bool, downscaled: bool) -> None:
         self.samples += 1
@@ -95,7 +97,11 @@ class CalibrationSummary:
             text += f"; {self.downscaled} with images/videos downscaled to the visual-token budget"
         total = sum(self.skipped.values())
         reasons = ", ".join(f"{n} {why}" for why, n in self.skipped.items())
-        return text + (f"; skipped {total}: {reasons}" if total else "; skipped: none")
+        text += f"; skipped {total}: {reasons}" if total else "; skipped: none"
+        if self.requested is not None and self.samples < self.requested:
+            have = f"has {self.available} records" if self.available is not None else "ran out"
+            text += f" (asked for {self.requested} samples; the calibration data {have})"
+        return text
 
 
 def build_samples(calib_data: Any, processor: Any = None,
@@ -138,7 +144,10 @@ def iter_samples(
     limits = Limits(min_pixels=min_pixels, max_pixels=max_pixels, max_frames=max_frames, fps=fps,
                     max_visual_tokens=max_visual_tokens, max_length=max_length, truncate=truncate_long_samples)
     special = SpecialIds.of(processor)
-    for where, label, load in _candidates(open_sources(calib_data), num_samples, seed, shuffle):
+    sources = open_sources(calib_data)
+    summary.requested = num_samples
+    summary.available = sum(len(source) for source in sources) if isinstance(sources, list) else None
+    for where, label, load in _candidates(sources, num_samples, seed, shuffle):
         try:
             record = load()
             if is_processor_output(record):

@@ -10,4 +10,34 @@ Static checks: `compile_check` (sm_80/sm_90 cross-compile), `traffic` (bytes per
 Nothing is imported here on purpose: importing a kernel module runs @triton.jit, which
 is when TRITON_INTERPRET=1 takes effect, so `qwen2vl_quant.kernels.reference` must stay
 importable without defining any kernel.
+
+This folder is ``qwen2vl_quant.kernels`` (pyproject.toml maps it into the package). Python
+also finds it as a top-level ``kernels`` whenever the repository root is on ``sys.path``
+(``python -m ...`` or a prompt opened in a clone), and that name belongs to the PyPI
+package that transformers 5 imports. The block below hands that name back.
 """
+
+if __name__ == "kernels":
+
+    def _give_the_name_back() -> None:
+        import importlib.machinery
+        import importlib.util
+        import os
+        import sys
+
+        root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+        elsewhere = [p for p in sys.path if os.path.abspath(p or os.curdir) != root]
+        spec = importlib.machinery.PathFinder.find_spec("kernels", elsewhere)
+        if spec is None:
+            # Not installed: stand in as the empty namespace package Python would have made
+            # of a folder without __init__.py; transformers' availability check treats a
+            # module with no __file__ and no version as absent (import_utils._is_package_available).
+            spec = importlib.machinery.ModuleSpec("kernels", None, is_package=True)
+            spec.submodule_search_locations = []
+        module = importlib.util.module_from_spec(spec)
+        # The import system returns whatever sys.modules holds once this file has run.
+        sys.modules["kernels"] = module
+        if spec.loader is not None:
+            spec.loader.exec_module(module)
+
+    _give_the_name_back()

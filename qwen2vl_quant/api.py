@@ -34,16 +34,18 @@ from .pipeline.gptq_layer import quantize_layer_gptq, quantize_layer_rtn
 from .pipeline.layerwise import LayerStep, capture_inputs, run_layers
 from .pipeline.padding import padded_intermediate_size
 from .pipeline.source import DirectorySource, ModelSource, load_processor
-from .pipeline.staging import Staging
-from .pipeline.writer import (
+from .pipeline.output_dir import (
+    OutputLock,
     check_output_dir,
-    parse_size,
+    check_partial,
+    fresh_staging,
     publish,
     staging_path,
     write_json,
-    write_shards,
-    write_shards_from_stored,
+    write_manifest,
 )
+from .pipeline.staging import Staging
+from .pipeline.writer import parse_size, write_shards, write_shards_from_stored
 from .report import LinearReport, QuantReport
 
 logger = logging.getLogger(__name__)
@@ -113,41 +115,54 @@ def quantize_checkpoint(
     calibration = calibration or CalibrationConfig()
     model_dir, out_dir = Path(model_dir), Path(out_dir)
     max_shard_bytes = parse_size(max_shard_size)
-    check_output_dir(out_dir, overwrite, inputs=[model_dir])
-    source = DirectorySource(model_dir)
-    try:
-        if tensor_parallel:
-            size = padded_intermediate_size(source.text_config.intermediate_size, tensor_parallel, config.group_size)
-            source.padded_intermediate_size = size
-            logger.info("padding the MLP intermediate size %d -> %d for %d-way tensor parallelism",
-                        source.text_config.intermediate_size, size, tensor_parallel)
-        _check_compatible(source.text_config, config, source.padded_intermediate_size)
-        processor = load_processor(model_dir)
-        compute = resolve_device(device)
-        store = resolve_device(activations_device) if activations_device else compute
-        samples, summary = _samples(calib_data, processor, calibration)
-        staging = Staging(staging_path(out_dir),
-                          _fingerprint(model_dir, config, calibration, samples, source.padded_intermediate_size))
-        finished = staging.start(resume)
-        started = time.perf_counter()
-        if finished:
-            logger.info("resuming after %d finished layers", finished)
-            inputs = staging.load_inputs()
-            inputs = [dataclasses.replace(s, hidden=s.hidden.to(store)) for s in inputs]
-        else:
-            inputs = capture_inputs(source, samples, QWEN2_VL, compute, store, show_progress)
-            staging.save_captured(inputs)
-        sink = _StagingSink(staging, source.reader.legacy_keys)
-        run_layers(source, inputs, _step(config), QWEN2_VL, sink, device=compute, store_device=store,
-                   start_layer=finished, show_progress=show_progress)
-        linears = [LinearReport(**r) for r in staging.reports()]
-        report = _report(config, summary.describe(), linears, started)
-        _write_output(staging, source, config, max_shard_bytes, report)
+    with OutputLock(out_dir):
+        check_output_dir(out_dir, overwrite, inputs=[model_dir])
+        check_partial(out_dir, resume)
+        source = DirectorySource(model_dir)
+        try:
+            report, staging = _quantize_directory(source, out_dir, config, calib_data, calibration, device,
+                                                  activations_device, resume, tensor_parallel, show_progress)
+            logger.info("writing the checkpoint shards to %s", staging.path)
+            _write_output(staging, source, config, max_shard_bytes, report)
+        finally:
+            source.close()
+        write_manifest(staging.path)
         publish(staging.path, out_dir)
-        report.output_dir = str(out_dir)
-        return report
-    finally:
-        source.close()
+    report.output_dir = str(out_dir)
+    return report
+
+
+def _quantize_directory(source: DirectorySource, out_dir: Path, config: QuantConfig, calib_data: Any,
+                        calibration: CalibrationConfig, device, activations_device, resume: bool,
+                        tensor_parallel: int | None, show_progress: bool) -> tuple[QuantReport, Staging]:
+    """Capture (or reload) the calibration inputs, then quantize the layers into the staging folder."""
+    if tensor_parallel:
+        size = padded_intermediate_size(source.text_config.intermediate_size, tensor_parallel, config.group_size)
+        source.padded_intermediate_size = size
+        logger.info("padding the MLP intermediate size %d -> %d for %d-way tensor parallelism",
+                    source.text_config.intermediate_size, size, tensor_parallel)
+    _check_compatible(source.text_config, config, source.padded_intermediate_size)
+    processor = load_processor(source.model_dir)
+    compute = resolve_device(device)
+    store = resolve_device(activations_device) if activations_device else compute
+    samples, summary = _samples(calib_data, processor, calibration)
+    staging = Staging(staging_path(out_dir),
+                      _fingerprint(source.model_dir, config, calibration, samples, source.padded_intermediate_size),
+                      source.num_layers)
+    finished = staging.start(resume)
+    started = time.perf_counter()
+    if staging.captured:
+        logger.info("resuming: %d of %d layers finished, calibration inputs reloaded", finished, source.num_layers)
+        inputs = staging.load_inputs()
+        inputs = [dataclasses.replace(s, hidden=s.hidden.to(store)) for s in inputs]
+    else:
+        inputs = capture_inputs(source, samples, QWEN2_VL, compute, store, show_progress)
+        staging.save_captured(inputs)
+    sink = _StagingSink(staging, source.reader.legacy_keys)
+    run_layers(source, inputs, _step(config), QWEN2_VL, sink, device=compute, store_device=store,
+               start_layer=finished, show_progress=show_progress)
+    linears = [LinearReport(**r) for r in staging.reports()]
+    return _report(config, summary.describe(), linears, started), staging
 
 
 def save_quantized(
@@ -164,22 +179,35 @@ def save_quantized(
     if not isinstance(qconfig, dict) or "quant_method" not in qconfig:
         raise ConfigError("this model has not been quantized by qwen2vl_quant.quantize")
     max_shard_bytes = parse_size(max_shard_size)
-    check_output_dir(out_dir, overwrite)
-    staging = staging_path(out_dir)
-    if staging.exists():
-        shutil.rmtree(staging)
-    staging.mkdir()
-    state = model.state_dict()
-    if model.config.tie_word_embeddings:
-        state.pop("lm_head.weight", None)
-    tensors = {key_for_module_name(name, legacy=True): t.detach().cpu() for name, t in state.items()}
-    write_shards(staging, tensors, max_shard_bytes)
-    model.config.save_pretrained(staging)
-    if getattr(model, "generation_config", None) is not None:
-        model.generation_config.save_pretrained(staging)
-    if processor is not None:
-        processor.save_pretrained(staging)
-    publish(staging, out_dir)
+    with OutputLock(out_dir):
+        check_output_dir(out_dir, overwrite)
+        staging = fresh_staging(out_dir)
+        state = model.state_dict()
+        if model.config.tie_word_embeddings:
+            state.pop("lm_head.weight", None)
+        tensors = {key_for_module_name(name, legacy=True): t.detach().cpu() for name, t in state.items()}
+        write_shards(staging, tensors, max_shard_bytes)
+        model.config.save_pretrained(staging)
+        if getattr(model, "generation_config", None) is not None:
+            model.generation_config.save_pretrained(staging)
+        if processor is not None:
+            processor.save_pretrained(staging)
+        write_manifest(staging)
+        publish(staging, out_dir)
+    return out_dir
+
+
+def write_demo_model(out_dir: str | Path, *, preset: str = "small", seed: int = 0, overwrite: bool = False) -> Path:
+    """Write a random-weight Qwen2-VL built offline (tiny_model.py) to ``out_dir``, atomically."""
+    from .tiny_model import build_tiny_qwen2vl
+
+    out_dir = Path(out_dir)
+    with OutputLock(out_dir):
+        check_output_dir(out_dir, overwrite)
+        staging = fresh_staging(out_dir)
+        build_tiny_qwen2vl(staging, preset=preset, seed=seed)
+        write_manifest(staging)
+        publish(staging, out_dir)
     return out_dir
 
 
@@ -234,6 +262,7 @@ def resolve_device(device: str | torch.device | None) -> torch.device:
 
 
 def _samples(calib_data: Any, processor: Any, calibration: CalibrationConfig):
+    logger.info("reading and processing the calibration samples")
     return build_samples(
         calib_data, processor, num_samples=calibration.num_samples, seed=calibration.seed,
         min_pixels=calibration.min_pixels, max_pixels=calibration.max_pixels, max_length=calibration.max_length,
@@ -243,8 +272,12 @@ def _samples(calib_data: Any, processor: Any, calibration: CalibrationConfig):
 
 
 def _report(config: QuantConfig, calibration: str, linears: list[LinearReport], started: float) -> QuantReport:
+    # A pair that could not be smoothed (AWQ's v -> o under grouped-query attention) is
+    # skipped in every layer: say it once.
+    skipped = {f"{r.name} gets no AWQ scales: {r.smoothing[len('none: '):]}" for r in linears
+               if r.smoothing and r.smoothing.startswith("none: ")}
     return QuantReport(method=config.method, config=dataclasses.asdict(config), calibration=calibration,
-                       linears=linears, seconds=time.perf_counter() - started)
+                       linears=linears, notes=sorted(skipped), seconds=time.perf_counter() - started)
 
 
 def _fingerprint(model_dir: Path, config: QuantConfig, calibration: CalibrationConfig,

@@ -20,6 +20,10 @@ class LinearReport:
     dead_channels: int = 0
     seconds: float = 0.0
     notes: str = ""
+    # AWQ: where this Linear's input scales came from ("input_layernorm r=0.35 duo", or why
+    # none) and the fraction of its groups whose range the clipping search shrank.
+    smoothing: str | None = None
+    clipped: float | None = None
 
 
 @dataclass
@@ -47,12 +51,19 @@ class QuantReport:
         return cls(**{**data, "linears": linears})
 
     def table(self) -> str:
-        """Per-layer summary as a fixed-width table (one row per Linear)."""
-        header = f"{'layer':>5}  {'linear':<18} {'shape':>13}  {'rel. error':>10}  {'loss':>10}  {'damp':>6}"
-        rows = [header, "-" * len(header)]
+        """Per-layer summary as a fixed-width table (one row per Linear); a column that no
+        row of this method fills (GPTQ's loss and damping for AWQ, ...) is left out."""
+        columns = [("layer", ">5", lambda r: r.layer), ("linear", "<18", lambda r: r.name),
+                   ("shape", ">13", lambda r: f"{r.in_features}x{r.out_features}"),
+                   ("rel. error", ">10", lambda r: f"{r.rel_error:.5f}")]
+        optional = [("loss", ">10", "loss", lambda v: f"{v:.4g}"), ("damp", ">6", "damp_percent", lambda v: f"{v:.4f}"),
+                    ("clipped", ">7", "clipped", lambda v: f"{v:.0%}"), ("scaled by", "<30", "smoothing", str)]
+        for title, align, field_name, fmt in optional:
+            if any(getattr(r, field_name) is not None for r in self.linears):
+                columns.append((title, align, lambda r, f=field_name, fmt=fmt:
+                                "-" if getattr(r, f) is None else fmt(getattr(r, f))))
+        header = "  ".join(f"{title:{align}}" for title, align, _ in columns)
+        rows = [header.rstrip(), "-" * len(header.rstrip())]
         for r in self.linears:
-            loss = f"{r.loss:10.4g}" if r.loss is not None else f"{'-':>10}"
-            damp = f"{r.damp_percent:6.4f}" if r.damp_percent is not None else f"{'-':>6}"
-            shape = f"{r.in_features}x{r.out_features}"
-            rows.append(f"{r.layer:>5}  {r.name:<18} {shape:>13}  {r.rel_error:10.5f}  {loss}  {damp}")
+            rows.append("  ".join(f"{cell(r):{align}}" for _, align, cell in columns).rstrip())
         return "\n".join(rows)

@@ -103,6 +103,13 @@ def test_a_failed_run_is_kept_in_its_row(tiny_model_dir, rtn_dir, tmp_path):
     assert bad.error and "\n" not in bad.error
     assert report.failures()[0] == f"Broken speed 2 tokens: {bad.error}"
     assert bad.error in report.speed_markdown() and "2 run(s) failed" in report.speed_markdown()
+    # The command line exits non-zero when a run failed, and says which on stderr.
+    parser = argparse.ArgumentParser()
+    add_bench_parser(parser.add_subparsers())
+    args = parser.parse_args(["bench", str(tiny_model_dir), f"Broken={broken}", "--no-isolate", "--input-lengths", "2",
+                              "--new-tokens", "2", "--image-size", "0", "--out", str(tmp_path / "r"), "-q",
+                              "--threads", "1"])
+    assert args.run(args) == 1
 
 
 def test_cli(tiny_model_dir, rtn_dir, tmp_path, capsys):

@@ -152,7 +152,7 @@ def test_sharegpt_error_names_file_and_line(tmp_path, processor):
 
 @pytest.fixture(scope="module")
 def saved_dataset(tmp_path_factory, images):
-    datasets = pytest.importorskip("datasets")
+    import datasets
     folder = tmp_path_factory.mktemp("hf") / "vqa"
     data = datasets.Dataset.from_dict({
         "img": [str(p) for p in images],
@@ -180,7 +180,7 @@ def test_saved_dataset_with_column_mapping(saved_dataset, images, processor):
 
 
 def test_dataset_folder_is_detected_and_dataset_objects_are_accepted(saved_dataset, processor):
-    datasets = pytest.importorskip("datasets")
+    import datasets
     samples, summary = build(saved_dataset, processor)  # "img" is guessed; q/a are not: generic question
     assert len(samples) == 4 and summary.sources == {f"hf:{saved_dataset}": 4}
     data = datasets.load_from_disk(str(saved_dataset)).rename_columns({"img": "image", "q": "question", "a": "answer"})
@@ -193,7 +193,7 @@ def test_dataset_folder_is_detected_and_dataset_objects_are_accepted(saved_datas
 
 
 def test_dataset_with_a_messages_column(tmp_path, images, processor):
-    datasets = pytest.importorskip("datasets")
+    import datasets
     data = datasets.Dataset.from_dict({
         "messages": [[{"role": "user", "content": "<image>Describe."}, {"role": "assistant", "content": "Shapes."}]],
         "images": [[str(images[0])]],
@@ -203,7 +203,7 @@ def test_dataset_with_a_messages_column(tmp_path, images, processor):
 
 
 def test_hub_dataset_offline_fails_clearly(processor, monkeypatch):
-    pytest.importorskip("datasets")
+    import datasets  # noqa: F401  (the test extra installs it)
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     monkeypatch.setenv("HF_DATASETS_OFFLINE", "1")
     with pytest.raises(CalibrationDataError, match="cannot load dataset 'someone/vqa-set' from the Hub.*no network"):

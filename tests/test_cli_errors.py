@@ -112,7 +112,7 @@ def test_existing_output_is_refused_without_overwrite(capsys, tiny_model_dir, tm
     out.mkdir()
     (out / "precious.txt").write_text("keep me")
     code, err = run_cli(capsys, "gptq", "--bits", "4", "--group-size", "32", "--calib", calib_file, tiny_model_dir, out)
-    assert_one_line_error(code, err, "--overwrite")
+    assert_one_line_error(code, err, "not an output of qwen2vl-quant")
     assert (out / "precious.txt").read_text() == "keep me"
 
 

@@ -6,6 +6,7 @@ on two cores); the tests ask for its pure-torch backend, which reads the same te
 """
 
 import json
+import math
 import os
 
 import pytest
@@ -13,8 +14,9 @@ import torch
 
 os.environ.setdefault("GPTQMODEL_CPU_WORKERS", "2")
 
-pytest.importorskip("optimum")
-pytest.importorskip("gptqmodel")
+# The test extra installs both: a missing one is an error here, never a silent skip.
+import gptqmodel  # noqa: E402, F401
+import optimum  # noqa: E402, F401
 
 from transformers import AutoProcessor, Qwen2VLForConditionalGeneration  # noqa: E402
 from transformers import AwqConfig as HFAwqConfig  # noqa: E402
@@ -22,8 +24,13 @@ from transformers import GPTQConfig as HFGPTQConfig  # noqa: E402
 
 from qwen2vl_quant.cli import main  # noqa: E402
 from qwen2vl_quant.loading import load_quantized  # noqa: E402
+from qwen2vl_quant.modules.quant_linear import QuantLinear  # noqa: E402
 
 pytestmark = pytest.mark.interop
+
+# Unit roundoff of float16: gptqmodel's torch kernels dequantize into float16 (GPTQ and AWQ),
+# and its AWQ kernel also rounds the activations and the outputs to float16.
+U16 = 2.0**-11
 
 CASES = {
     "gptq-int4-g32": ["gptq", "--bits", "4", "--group-size", "32"],
@@ -39,6 +46,14 @@ def calib(tmp_path_factory, calib_conversations):
     path = tmp_path_factory.mktemp("calib") / "calib.jsonl"
     path.write_text("".join(json.dumps(c) + "\n" for c in calib_conversations))
     return path
+
+
+def their_dense_weight(module):
+    """gptqmodel's own dequantization of one of its quantized Linears: [K, N] float16."""
+    if hasattr(module, "dequantize_weight"):  # GPTQ TorchLinear
+        return module.dequantize_weight()
+    probe = torch.zeros(1, module.in_features, dtype=torch.float16)  # AwqTorchLinear
+    return module._dequantize_weight_for_inference(probe, dtype=torch.float16)
 
 
 def image_inputs(model_dir, image):
@@ -79,8 +94,16 @@ def test_transformers_loads_our_checkpoint(case, tiny_model_dir, calib, test_ima
         our_logits = ours(**inputs).logits.float()
         their_vision = theirs.model.visual(inputs["pixel_values"], grid_thw=inputs["image_grid_thw"])
     assert torch.isfinite(their_logits).all()
+    # The format itself is checked exactly: every dequantized weight is ours rounded to float16.
+    linears = [(name, module) for name, module in ours.named_modules() if isinstance(module, QuantLinear)]
+    assert len(linears) == 7 * len(ours.model.language_model.layers)
+    for name, module in linears:
+        assert torch.equal(their_dense_weight(theirs.get_submodule(name)).float(), module.dequantize().T.half().float()), name
+    # The logits differ only by those float16 roundings: about one unit roundoff of relative
+    # error per quantized Linear (weights, and for AWQ the inputs and outputs), independent
+    # from Linear to Linear, so they add up like sqrt(n); 4x that is the bound.
     relative = float((their_logits - our_logits).norm() / our_logits.norm())
-    assert relative < 1e-3, relative
+    assert relative < 4 * U16 * math.sqrt(len(linears)), relative
     # ... while quantization itself moved the logits far more than that (not a no-op load).
     original = Qwen2VLForConditionalGeneration.from_pretrained(tiny_model_dir, dtype=torch.float32).eval()
     with torch.inference_mode():

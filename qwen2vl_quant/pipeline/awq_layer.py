@@ -95,7 +95,8 @@ def quantize_layer_awq(
         seconds[name] += time.perf_counter() - start
         reports.append(LinearReport(layer=index, name=name, in_features=linear.in_features,
                                     out_features=linear.out_features, seconds=seconds[name],
-                                    notes=_notes(name, scales, clip)))
+                                    notes=_notes(name, scales, clip), smoothing=_smoothing(name, scales),
+                                    clipped=None if clip is None else clip.shrunk_fraction))
     return StepResult(reports)
 
 
@@ -352,6 +353,16 @@ def _spread(seconds: dict[str, float] | None, names: Sequence[str], elapsed: flo
     if seconds is not None:
         for name in names:
             seconds[name] += elapsed / len(names)
+
+
+def _smoothing(name: str, scales: LayerScales) -> str:
+    """Where ``name``'s input scales came from, for the report's table."""
+    for search in scales.searches:
+        if name in search.linears:
+            return f"{search.prev} r={search.ratio:.2f} {'duo' if search.duo else 'plain'}"
+    if name in scales.skipped:
+        return f"none: {scales.skipped[name]}"
+    return "none"
 
 
 def _notes(name: str, scales: LayerScales, clip: ClipSearch | None) -> str:

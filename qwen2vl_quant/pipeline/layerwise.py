@@ -79,13 +79,13 @@ def run_layers(
     runner = LayerRunner(inputs, device)
     total_tokens = sum(int(s.token_mask.sum()) for s in inputs)
     reports: list[LinearReport] = []
-    started = time.perf_counter()
     bar = tqdm(range(start_layer, source.num_layers), desc="quantize", unit="layer", disable=not show_progress,
                initial=0, total=source.num_layers - start_layer)
     def stage(index: int, what: str) -> None:
         bar.set_postfix_str(f"layer {index}: {what}, peak mem {peak_memory(device)}")
 
     for index in bar:
+        started = time.perf_counter()
         stage(index, "load")
         layer = source.layer(index)
         home = next(layer.parameters()).device

@@ -9,7 +9,6 @@ read from the memory-mapped shards when their turn comes.
 
 from __future__ import annotations
 
-import json
 import logging
 from pathlib import Path
 from typing import Any
@@ -21,6 +20,7 @@ from transformers.models.qwen2_vl.modeling_qwen2_vl import Qwen2VLDecoderLayer
 
 from ..arch import QWEN2_VL
 from ..errors import ModelLoadError
+from ..model_dir import read_model_config
 from .checkpoint import CheckpointReader
 from .padding import pad_mlp
 
@@ -57,34 +57,19 @@ class RowReadingEmbedding(nn.Module):
 
 def read_qwen2vl_config(model_dir: str | Path) -> Qwen2VLConfig:
     """The model's config, or a one-line ModelLoadError if this is not a Qwen2-VL directory."""
-    model_dir = Path(model_dir)
-    if not model_dir.is_dir():
-        raise ModelLoadError(f"model directory not found: {model_dir}")
-    config_path = model_dir / "config.json"
-    if not config_path.is_file():
-        raise ModelLoadError(f"{model_dir} has no config.json; is it a Hugging Face model directory?")
-    try:
-        raw = json.loads(config_path.read_text())
-    except json.JSONDecodeError as exc:
-        raise ModelLoadError(f"{config_path} is not valid JSON: {exc}") from exc
-    if raw.get("model_type") != QWEN2_VL.model_type:
-        raise ModelLoadError(
-            f"{model_dir} is a {raw.get('model_type')!r} model; qwen2vl-quant handles Qwen2-VL ('qwen2_vl') only"
-        )
-    if raw.get("quantization_config"):
-        method = raw["quantization_config"].get("quant_method")
-        raise ModelLoadError(f"{model_dir} is already quantized ({method}); give the BF16 model")
+    read_model_config(model_dir)
     try:
         return Qwen2VLConfig.from_pretrained(model_dir)
     except (ValueError, TypeError, KeyError) as exc:
-        raise ModelLoadError(f"{config_path} is not a valid Qwen2-VL config: {exc}") from exc
+        raise ModelLoadError(f"{Path(model_dir) / 'config.json'} is not a valid Qwen2-VL config: {exc}") from exc
 
 
 def load_processor(model_dir: str | Path) -> Any:
     """The model's Qwen2-VL processor (tokenizer + image/video processors + chat template)."""
     model_dir = Path(model_dir)
     if not (model_dir / "preprocessor_config.json").is_file() and not (model_dir / "processor_config.json").is_file():
-        raise ModelLoadError(f"{model_dir} has no processor (preprocessor_config.json); copy it from the base model")
+        raise ModelLoadError(f"{model_dir} has no processor (processor_config.json or preprocessor_config.json); "
+                             "copy it from the base model")
     try:
         processor = AutoProcessor.from_pretrained(model_dir)
     except (OSError, ValueError, TypeError, KeyError) as exc:

@@ -1,7 +1,8 @@
 """The staging directory of a streaming run: finished layers and the state to resume from.
 
 Layout of ``.OUT.partial/``:
-    state.json              fingerprint of the run + number of finished layers (written last)
+    state.json              fingerprint of the run, layers finished and in all, whether the
+                            calibration inputs were captured (written last)
     captured.pt             per-sample keyword arguments of the decoder layers (once)
     activations.pt          hidden states entering the next unfinished layer
     layers/layer_00012.safetensors   every tensor of finished layer 12, checkpoint keys
@@ -19,43 +20,53 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from safetensors.torch import load_file, save_file
+from safetensors.torch import save_file
 
 from ..errors import OutputError
 from .capture import LayerInputs
-from .writer import write_json
-
-STATE_FILE = "state.json"
+from .output_dir import STATE_FILE, has_resumable_work, write_json
 
 
 class Staging:
-    def __init__(self, path: Path, fingerprint: str) -> None:
+    def __init__(self, path: Path, fingerprint: str, total_layers: int) -> None:
         self.path = path
         self.fingerprint = fingerprint
+        self.total_layers = total_layers
         self.layers_dir = path / "layers"
+        self.captured = False
 
     def start(self, resume: bool) -> int:
-        """Prepare the directory; returns how many layers are already finished (resume)."""
+        """Prepare the directory; returns how many layers are already finished (resume).
+
+        Whether a partial folder may be resumed or replaced was checked before any work
+        (output_dir.check_partial); here only its fingerprint is compared."""
         state_path = self.path / STATE_FILE
+        state = json.loads(state_path.read_text()) if state_path.is_file() else None
         if self.path.exists():
-            if resume and state_path.is_file():
-                state = json.loads(state_path.read_text())
+            if resume and has_resumable_work(state):
                 if state.get("fingerprint") != self.fingerprint:
                     raise OutputError(
-                        f"{self.path} holds a partial run with other inputs or options; "
-                        "run without --resume to start over"
+                        f"{self.path} holds a partial run with other inputs or options; rerun with the "
+                        f"options it was started with, or delete {self.path} to start over"
                     )
+                self.captured = bool(state.get("captured"))
                 return int(state["finished_layers"])
-            shutil.rmtree(self.path)
-        elif resume:
-            raise OutputError(f"nothing to resume: {self.path} does not exist")
+            if has_resumable_work(state):
+                raise OutputError(f"{self.path} holds a partial run; add --resume to continue it")
+            shutil.rmtree(self.path)  # nothing finished in it: a run stopped while loading
         self.layers_dir.mkdir(parents=True)
-        write_json(state_path, {"fingerprint": self.fingerprint, "finished_layers": 0})
+        self._write_state(0)
         return 0
 
     def save_captured(self, inputs: list[LayerInputs]) -> None:
         _save(self.path / "captured.pt", [{"kwargs": s.kwargs, "token_mask": s.token_mask} for s in inputs])
         _save(self.path / "activations.pt", [s.hidden for s in inputs])
+        self.captured = True
+        self._write_state(0)
+
+    def _write_state(self, finished_layers: int) -> None:
+        write_json(self.path / STATE_FILE, {"fingerprint": self.fingerprint, "finished_layers": finished_layers,
+                                            "total_layers": self.total_layers, "captured": self.captured})
 
     def load_inputs(self) -> list[LayerInputs]:
         captured = torch.load(self.path / "captured.pt", weights_only=False)
@@ -70,7 +81,7 @@ class Staging:
         os.replace(tmp, layer_file)
         _save(self.path / "activations.pt", [h.cpu() for h in next_hidden])
         write_json(self.path / "report.json", {"linears": reports})
-        write_json(self.path / STATE_FILE, {"fingerprint": self.fingerprint, "finished_layers": index + 1})
+        self._write_state(index + 1)
 
     def reports(self) -> list[dict[str, Any]]:
         path = self.path / "report.json"
@@ -78,9 +89,6 @@ class Staging:
 
     def layer_files(self) -> list[Path]:
         return sorted(self.layers_dir.glob("layer_*.safetensors"))
-
-    def load_layer_tensors(self, path: Path) -> dict[str, torch.Tensor]:
-        return load_file(str(path))
 
     def clear_resume_state(self) -> None:
         """Remove what only resuming needs, leaving the checkpoint files."""

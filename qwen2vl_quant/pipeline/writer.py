@@ -1,23 +1,17 @@
-"""Writing checkpoints: size-capped safetensors shards plus the index, into a staging
-directory that becomes the output only when complete.
-
-The staging directory sits beside the output (same filesystem, so the final rename is
-atomic): a run that dies leaves ``.NAME.partial``, never a complete-looking ``NAME``.
-"""
+"""Writing checkpoints: size-capped safetensors shards plus the index, into the staging
+directory that output_dir.py publishes when complete."""
 
 from __future__ import annotations
 
-import json
 import os
 import re
-import shutil
 from pathlib import Path
-from typing import Iterable
 
 import torch
 from safetensors.torch import save_file
 
-from ..errors import ConfigError, OutputError
+from ..errors import ConfigError
+from .output_dir import write_json
 from .safetensors_io import StoredTensor, write_from_stored
 
 INDEX_FILE = "model.safetensors.index.json"
@@ -100,49 +94,3 @@ def _make_readable(path: Path) -> None:
     umask = os.umask(0)
     os.umask(umask)
     os.chmod(path, 0o666 & ~umask)
-
-
-def write_json(path: Path, data: dict) -> None:
-    """Write JSON through a temporary file and rename, so a reader never sees half a file."""
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(data, indent=2, sort_keys=False) + "\n")
-    os.replace(tmp, path)
-
-
-def staging_path(out_dir: Path) -> Path:
-    return out_dir.parent / f".{out_dir.name}.partial"
-
-
-def check_output_dir(out_dir: Path, overwrite: bool, inputs: Iterable[Path] = ()) -> None:
-    """Refuse an output that would clobber the input or an existing non-empty directory."""
-    out = out_dir.resolve()
-    for source in inputs:
-        source = Path(source).resolve()
-        if out == source or source in out.parents or out in source.parents:
-            raise OutputError(f"output {out_dir} overlaps the input model {source}; choose another directory")
-    if out_dir.exists() and not out_dir.is_dir():
-        raise OutputError(f"output {out_dir} exists and is not a directory")
-    if out_dir.is_dir() and any(out_dir.iterdir()) and not overwrite:
-        raise OutputError(f"output directory {out_dir} is not empty; pass --overwrite to replace it")
-    if not out_dir.parent.exists():
-        # Like mkdir -p: "out/7b-gptq-int4" should work in a fresh folder.
-        try:
-            out_dir.parent.mkdir(parents=True)
-        except OSError as exc:
-            raise OutputError(f"cannot create the parent directory of {out_dir}: {exc.strerror}") from exc
-    if not out_dir.parent.is_dir():
-        raise OutputError(f"{out_dir.parent} is not a directory")
-    if not os.access(out_dir.parent, os.W_OK):
-        raise OutputError(f"cannot write to {out_dir.parent}")
-
-
-def publish(staging: Path, out_dir: Path) -> None:
-    """Move the finished staging directory into place, replacing an old output if any."""
-    old = out_dir.parent / f".{out_dir.name}.old"
-    if old.exists():
-        shutil.rmtree(old)
-    if out_dir.exists():
-        os.replace(out_dir, old)
-    os.replace(staging, out_dir)
-    if old.exists():
-        shutil.rmtree(old)
