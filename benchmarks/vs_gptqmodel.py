@@ -1,9 +1,10 @@
-"""qwen2vl-quant vs GPTQModel, side by side on the same model, data and settings (issue 6).
+"""qwen2vl-quant vs GPTQModel, side by side on the same model, data and settings (issues 6, 13).
 
 Both tools quantize the language model of the same random-weight Qwen2-VL with the real
-Qwen2-VL-2B shapes (1.5 B language model + 0.67 B vision tower, BF16, built offline) to
-GPTQ Int4, group 128, symmetric, no act-order, damp 0.01, on the same image calibration
-conversations. Each tool runs in its own child process, one after the other (never at the
+Qwen2-VL-2B shapes (1.5 B language model + 0.67 B vision tower, BF16, built offline) on the
+same image calibration conversations, with ``--method``: GPTQ Int4, group 128, symmetric,
+no act-order, damp 0.01 (issue 6), AWQ Int4, group 128, zero points (issue 13), or both,
+GPTQ first. Each tool runs in its own child process, one after the other (never at the
 same time), and the parent measures:
 
   wall s       from spawning the child to reaping it (imports, model load, calibration,
@@ -26,13 +27,13 @@ from_pretrained; both quantized checkpoints with our ``load_quantized`` (which r
 v1 checkpoint of Qwen2-VL), so the error measures the weights each tool chose and nothing
 else.
 
-    # the full benchmark (about 30 min on 2 cores); reuses a model / calibration set if given
-    python benchmarks/vs_gptqmodel.py --model-dir /tmp/b2/model --calib /tmp/b2/calib16.jsonl
-    # a quick smoke run on the "small" preset (builds its own model and data)
-    python benchmarks/vs_gptqmodel.py --preset small --workdir /tmp/vs_small
+    # the full benchmark, both methods (about an hour on 2 cores); reuses a model / calibration set if given
+    python benchmarks/vs_gptqmodel.py --method both --model-dir /tmp/b2/model --calib /tmp/b2/calib16.jsonl
+    # a quick run on the "small" preset (builds its own model and data), 128 samples
+    python benchmarks/vs_gptqmodel.py --preset small --method awq --samples 128 --workdir /tmp/vs_small
 
-Writes benchmarks/results/vs_gptqmodel.md and .json (preset 2b-shapes), or
-WORKDIR/vs_gptqmodel.md/.json for other presets, unless --results is given.
+Writes benchmarks/results/vs_gptqmodel.md|json (GPTQ) and vs_gptqmodel_awq.md|json (AWQ) for
+preset 2b-shapes, or the same names in WORKDIR for other presets, unless --results is given.
 
 This script is the orchestration; its parts are in benchmarks/versus/: the fixed settings
 (settings.py), the conversations (data.py), running and measuring a child (measure.py),
@@ -68,7 +69,7 @@ from versus.report import (
     ours_stages,
     render_markdown,
 )
-from versus.settings import GB, REPO, RESULTS, SCRIPT
+from versus.settings import GB, METHODS, REPO, RESULTS_DIR, SCRIPT
 
 
 def prepare_model(args: argparse.Namespace) -> Path:
@@ -100,7 +101,7 @@ def dir_bytes(path: Path) -> int:
 
 def orchestrate(args: argparse.Namespace) -> int:
     args.workdir.mkdir(parents=True, exist_ok=True)
-    results_stem = args.results or (RESULTS if args.preset == "2b-shapes" else args.workdir / "vs_gptqmodel")
+    methods = [METHODS[name] for name in (("gptq", "awq") if args.method == "both" else (args.method,))]
     logs = args.workdir / "logs"
     logs.mkdir(exist_ok=True)
     machine = machine_info()
@@ -118,75 +119,102 @@ def orchestrate(args: argparse.Namespace) -> int:
     held_out = make_held_out(args.workdir)
     disjoint = check_disjoint(calib, held_out)
 
-    runs: dict = {}
-    out_ours, out_theirs = args.workdir / "out-ours", args.workdir / "out-gptqmodel"
-    gptqmodel_info = args.workdir / "gptqmodel_info.json"
-    saved = args.workdir / "runs"  # each tool's measurement, saved as soon as it finishes
+    saved = args.workdir / "runs"  # each measurement, saved as soon as it finishes
     saved.mkdir(exist_ok=True)
-    # GPTQModel first, then ours: the order is fixed so that repeated runs compare alike.
-    if not args.skip_gptqmodel:
-        env = child_env({"GPTQMODEL_CPU_WORKERS": "2"})
-        runs["gptqmodel"] = run_measured("gptqmodel", gptqmodel_command(model_dir, calib, out_theirs, args.samples,
-                                                                          gptqmodel_info),
-                                         env, logs / "gptqmodel.log", args.verbose)
-        if gptqmodel_info.is_file():
-            runs["gptqmodel"]["info"] = json.loads(gptqmodel_info.read_text())
-        _save_run(saved / "gptqmodel.json", runs["gptqmodel"])
-    if not args.skip_ours:
-        staging = out_ours.parent / f".{out_ours.name}.partial"
-        if staging.exists():  # a killed earlier run's staging: start from scratch, not resumed
-            shutil.rmtree(staging)
-        runs["ours"] = run_measured("ours", ours_command(model_dir, calib, out_ours, args.samples), child_env(),
-                                    logs / "ours.log", args.verbose)
-        report = out_ours / "quantization_report.json"
-        if report.is_file():
-            rep = json.loads(report.read_text())
-            runs["ours"]["info"] = {"report_seconds": rep.get("seconds"), "calibration": rep.get("calibration"),
-                                    "config": rep.get("config"), "stages": ours_stages(logs / "ours.log"),
-                                    "memory_estimate": memory_estimate(model_dir, rep.get("calibration") or "")}
-        _save_run(saved / "ours.json", runs["ours"])
-    for name in args.reuse:
-        if name in runs:
-            raise SystemExit(f"--reuse {name}: that tool was run in this invocation")
-        path = saved / f"{name}.json"
-        if not path.is_file():
-            raise SystemExit(f"--reuse {name}: no saved measurement at {path}")
-        runs[name] = json.loads(path.read_text())
-        runs[name]["reused_from"] = str(path)
-        print(f"[{name}] reusing the measurement of an earlier invocation ({runs[name].get('finished')}): "
-              f"wall {runs[name]['wall_s']} s, peak RSS {runs[name]['peak_rss_gb']} GB", flush=True)
+    runs: dict[str, dict] = {m.name: {} for m in methods}
+    outputs = {(tool, m.name): args.workdir / f"out-{tool}-{m.name}" for m in methods for tool in TOOLS}
+    # Per method, GPTQModel first, then ours: the order is fixed so that repeated runs compare alike.
+    for method in methods:
+        for tool in TOOLS:
+            key = f"{tool}-{method.name}"
+            if tool in args.reuse:
+                runs[method.name][tool] = _reused(saved / f"{key}.json", key)
+            elif not (tool == "gptqmodel" and args.skip_gptqmodel) and not (tool == "ours" and args.skip_ours):
+                runs[method.name][tool] = _run_tool(tool, method, model_dir, calib, outputs[tool, method.name], args,
+                                                    logs)
+                _save_run(saved / f"{key}.json", runs[method.name][tool])
 
-    checkpoints = [f"{n}={d}" for n, d in (("gptqmodel", out_theirs), ("ours", out_ours))
-                   if n in runs and runs[n]["returncode"] == 0]
+    checkpoints = [f"{tool}-{name}={outputs[tool, name]}" for name, by_tool in runs.items()
+                   for tool, run in by_tool.items() if run["returncode"] == 0]
     if args.eval_existing:
-        checkpoints += [f"{n}={d}" for n, d in (("gptqmodel", out_theirs), ("ours", out_ours))
-                        if n not in runs and (d / "config.json").is_file()]
-    evaluation = None
+        checkpoints += [f"{tool}-{name}={d}" for (tool, name), d in outputs.items()
+                        if tool not in runs[name] and (d / "config.json").is_file()]
+    evaluation, eval_run = None, None
     if checkpoints and not args.skip_eval:
         eval_info = args.workdir / "eval_info.json"
         cmd = [sys.executable, str(SCRIPT), "--child", "eval", "--model-dir", str(model_dir), "--heldout", str(held_out),
                "--eval-dtype", args.eval_dtype, "--info", str(eval_info)]
         for c in checkpoints:
             cmd += ["--checkpoint", c]
-        runs["eval"] = run_measured("eval", cmd, child_env(), logs / "eval.log", True)
-        if runs["eval"]["returncode"] == 0:
+        eval_run = run_measured("eval", cmd, child_env(), logs / "eval.log", True)
+        if eval_run["returncode"] == 0:
             evaluation = json.loads(eval_info.read_text())
 
-    for name, out in (("gptqmodel", out_theirs), ("ours", out_ours)):
-        if name in runs and runs[name]["returncode"] == 0:
-            runs[name]["checkpoint_bytes"] = dir_bytes(out)
+    for (tool, name), out in outputs.items():
+        if tool in runs[name] and runs[name][tool]["returncode"] == 0 and out.is_dir():
+            runs[name][tool]["checkpoint_bytes"] = dir_bytes(out)
     machine["load_average_end"] = load_average()
     machine["other_busy_processes_end"] = other_busy_processes({os.getpid()})
     machine["rusage_children_maxrss_gb"] = round(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss * 1024 / GB, 3)
-    summary = build_summary(args, machine, model_summary(model_dir), calib, held_out, disjoint, runs, evaluation)
-    Path(f"{results_stem}.json").parent.mkdir(parents=True, exist_ok=True)
-    Path(f"{results_stem}.json").write_text(json.dumps(summary, indent=1) + "\n")
-    md = render_markdown(summary)
-    Path(f"{results_stem}.md").write_text(md)
-    print()
-    print(md)
-    print(f"wrote {results_stem}.md and {results_stem}.json")
-    return 0 if all(r["returncode"] == 0 for r in runs.values()) else 1
+    failed = eval_run is not None and eval_run["returncode"] != 0
+    for method in methods:
+        method_runs = dict(runs[method.name])
+        if eval_run is not None:
+            method_runs["eval"] = eval_run
+        # AWQ against our own GPTQ on the same model and data, when both ran in this invocation.
+        own_gptq = runs.get("gptq", {}).get("ours") if method.name == "awq" else None
+        summary = build_summary(args, method, machine, model_summary(model_dir), calib, held_out, disjoint,
+                                method_runs, evaluation, own_gptq)
+        stem = args.results or (RESULTS_DIR / method.results_stem if args.preset == "2b-shapes"
+                                else args.workdir / method.results_stem)
+        if args.results and len(methods) > 1:
+            stem = Path(f"{args.results}_{method.name}")
+        Path(f"{stem}.json").parent.mkdir(parents=True, exist_ok=True)
+        Path(f"{stem}.json").write_text(json.dumps(summary, indent=1) + "\n")
+        md = render_markdown(summary)
+        Path(f"{stem}.md").write_text(md)
+        print()
+        print(md)
+        print(f"wrote {stem}.md and {stem}.json")
+        failed |= any(r["returncode"] != 0 for r in runs[method.name].values())
+    return 1 if failed else 0
+
+
+TOOLS = ("gptqmodel", "ours")
+
+
+def _run_tool(tool: str, method, model_dir: Path, calib: Path, out: Path, args: argparse.Namespace,
+              logs: Path) -> dict:
+    key = f"{tool}-{method.name}"
+    if tool == "gptqmodel":
+        info = args.workdir / f"{key}_info.json"
+        run = run_measured(key, gptqmodel_command(method, model_dir, calib, out, args.samples, info),
+                           child_env({"GPTQMODEL_CPU_WORKERS": "2"}), logs / f"{key}.log", args.verbose)
+        if info.is_file():
+            run["info"] = json.loads(info.read_text())
+        return run
+    staging = out.parent / f".{out.name}.partial"
+    if staging.exists():  # a killed earlier run's staging: start from scratch, not resumed
+        shutil.rmtree(staging)
+    run = run_measured(key, ours_command(method, model_dir, calib, out, args.samples), child_env(),
+                       logs / f"{key}.log", args.verbose)
+    report = out / "quantization_report.json"
+    if report.is_file():
+        rep = json.loads(report.read_text())
+        run["info"] = {"report_seconds": rep.get("seconds"), "calibration": rep.get("calibration"),
+                       "config": rep.get("config"), "stages": ours_stages(logs / f"{key}.log"),
+                       "memory_estimate": memory_estimate(model_dir, rep.get("calibration") or "")}
+    return run
+
+
+def _reused(path: Path, key: str) -> dict:
+    if not path.is_file():
+        raise SystemExit(f"--reuse: no saved measurement of {key} at {path}")
+    run = json.loads(path.read_text())
+    run["reused_from"] = str(path)
+    print(f"[{key}] reusing the measurement of an earlier invocation ({run.get('finished')}): "
+          f"wall {run['wall_s']} s, peak RSS {run['peak_rss_gb']} GB", flush=True)
+    return run
 
 
 def _save_run(path: Path, run: dict) -> None:
@@ -198,6 +226,8 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--preset", default="2b-shapes", choices=("2b-shapes", "small"),
                         help="model shapes: 2b-shapes (real Qwen2-VL-2B) or small (quick smoke run)")
+    parser.add_argument("--method", default="gptq", choices=("gptq", "awq", "both"),
+                        help="GPTQ Int4 (issue 6), AWQ Int4 (issue 13) or both, one after the other")
     parser.add_argument("--samples", type=int, default=16, help="calibration conversations")
     parser.add_argument("--workdir", type=Path, default=None, help="default /tmp/vs_gptqmodel-PRESET")
     parser.add_argument("--model-dir", type=Path, default=None,
@@ -207,8 +237,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--skip-ours", action="store_true")
     parser.add_argument("--skip-eval", action="store_true")
     parser.add_argument("--reuse", action="append", default=[], choices=("gptqmodel", "ours"),
-                        help="take this tool's measurement from WORKDIR/runs/NAME.json, saved by an earlier invocation "
-                        "(e.g. one killed after that tool finished), instead of running it again; marked in the table")
+                        help="take this tool's measurement from WORKDIR/runs/TOOL-METHOD.json, saved by an earlier "
+                        "invocation (e.g. one killed after that tool finished), instead of running it again; marked "
+                        "in the table")
     parser.add_argument("--eval-existing", action="store_true",
                         help="also evaluate checkpoints left in WORKDIR by an earlier run of a skipped tool")
     parser.add_argument("--eval-dtype", default="float32", choices=("float32", "bfloat16"))

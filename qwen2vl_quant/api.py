@@ -213,11 +213,13 @@ def write_demo_model(out_dir: str | Path, *, preset: str = "small", seed: int = 
 
 def _step(config: QuantConfig) -> LayerStep:
     if isinstance(config, GPTQConfig):
-        return lambda layer, index, runner, meter: quantize_layer_gptq(layer, index, runner, meter, QWEN2_VL, config)
+        return lambda layer, index, runner, meter, progress: quantize_layer_gptq(layer, index, runner, meter,
+                                                                                 QWEN2_VL, config)
     if isinstance(config, RTNConfig):
-        return lambda layer, index, runner, meter: quantize_layer_rtn(layer, index, runner, meter, config)
+        return lambda layer, index, runner, meter, progress: quantize_layer_rtn(layer, index, runner, meter, config)
     if isinstance(config, AWQConfig):
-        return lambda layer, index, runner, meter: quantize_layer_awq(layer, index, runner, meter, QWEN2_VL, config)
+        return lambda layer, index, runner, meter, progress: quantize_layer_awq(layer, index, runner, meter,
+                                                                                QWEN2_VL, config, progress)
     raise ConfigError(f"unsupported config type {type(config).__name__}")
 
 

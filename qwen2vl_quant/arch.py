@@ -20,12 +20,23 @@ class SmoothingPair:
 
     mixes_tokens: ``inspect`` mixes tokens (attention), so it must run on one whole sample
     at a time with that sample's keyword arguments; otherwise it is token-wise (MLP, Linear)
-    and may run on any chunk of tokens."""
+    and may run on any chunk of tokens.
+    row_subset: the search may score a candidate on a subset of the Linears' output rows
+        (the loss is a sum over them). Not for attention: q and k rows meet in q.k^T.
+    rows_read_by: the Linear that reads those rows as its input columns, elementwise
+        through an activation (gate/up -> down_proj); it is narrowed to the same subset.
+        None when ``inspect`` is the Linear itself, whose rows are its outputs."""
 
     prev: str
     linears: tuple[str, ...]
     inspect: str
     mixes_tokens: bool = False
+    row_subset: bool = False
+    rows_read_by: str | None = None
+
+    def __post_init__(self) -> None:
+        if self.row_subset and self.rows_read_by is None and self.linears != (self.inspect,):
+            raise ValueError(f"{self.inspect}: a row subset of {self.linears} needs the Linear that reads the rows")
 
 
 @dataclass(frozen=True)
@@ -59,9 +70,10 @@ QWEN2_VL = ArchSpec(
     smoothing_pairs=(
         SmoothingPair("input_layernorm", ("self_attn.q_proj", "self_attn.k_proj", "self_attn.v_proj"), "self_attn",
                       mixes_tokens=True),
-        SmoothingPair("self_attn.v_proj", ("self_attn.o_proj",), "self_attn.o_proj"),
-        SmoothingPair("post_attention_layernorm", ("mlp.gate_proj", "mlp.up_proj"), "mlp"),
-        SmoothingPair("mlp.up_proj", ("mlp.down_proj",), "mlp.down_proj"),
+        SmoothingPair("self_attn.v_proj", ("self_attn.o_proj",), "self_attn.o_proj", row_subset=True),
+        SmoothingPair("post_attention_layernorm", ("mlp.gate_proj", "mlp.up_proj"), "mlp", row_subset=True,
+                      rows_read_by="mlp.down_proj"),
+        SmoothingPair("mlp.up_proj", ("mlp.down_proj",), "mlp.down_proj", row_subset=True),
     ),
     kept_modules=("model.visual", "model.language_model.embed_tokens", "model.language_model.norm", "lm_head"),
 )

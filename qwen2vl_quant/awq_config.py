@@ -33,8 +33,18 @@ class AWQConfig:
     clip: search a clipping range per output channel and group (AutoAWQ apply_clip).
     max_shrink: the clipping search shrinks the range by up to this fraction.
     clip_tokens: the clipping error is measured on at most this many real tokens.
+    search_tokens: each scale candidate is scored on at most this many real tokens, spread
+        evenly over the calibration set (attention: whole samples up to this many tokens);
+        the activation statistics still cover every token. None scores on every token,
+        which costs in proportion to the calibration set.
+    search_rows: where the model spec allows it (not attention), a candidate is scored on
+        at most this many evenly spaced output rows of the pair's Linears; the scale
+        formula still reads every row. None scores every row.
+    exact_search_macs: a pair whose candidate costs at most this many multiply-adds on
+        every calibration token (the Linears of the inspected module) is scored on every
+        token, whatever ``search_tokens`` says: small models get the exact search.
     chunk_tokens: token-wise modules (MLP, Linear) are evaluated this many tokens at a time,
-        so that memory does not grow with the calibration set.
+        so that memory stays bounded.
     """
 
     bits: int = 4
@@ -45,6 +55,9 @@ class AWQConfig:
     clip: bool = True
     max_shrink: float = 0.5
     clip_tokens: int = 512
+    search_tokens: int | None = 1024
+    search_rows: int | None = 512
+    exact_search_macs: int = 4_000_000_000
     chunk_tokens: int = 4096
 
     method = "awq"
@@ -57,8 +70,13 @@ class AWQConfig:
         for name in ("zero_point", "duo_scaling", "clip"):
             if not isinstance(getattr(self, name), bool):
                 raise ConfigError(f"{name} must be true or false, got {getattr(self, name)!r}")
-        for name in ("n_grid", "clip_tokens", "chunk_tokens"):
+        if isinstance(self.exact_search_macs, bool) or not isinstance(self.exact_search_macs, int) \
+                or self.exact_search_macs < 0:
+            raise ConfigError(f"exact_search_macs must be a non-negative integer, got {self.exact_search_macs!r}")
+        for name in ("n_grid", "clip_tokens", "chunk_tokens", "search_tokens", "search_rows"):
             value = getattr(self, name)
+            if name in ("search_tokens", "search_rows") and value is None:
+                continue
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise ConfigError(f"{name} must be a positive integer, got {value!r}")
         if not 0.0 <= self.max_shrink < 1.0:

@@ -98,9 +98,11 @@ def _add_gptq(commands: argparse._SubParsersAction) -> None:
                      help="symmetric grid, zero point fixed at the middle code (the default; vLLM serves only this)")
     sym.add_argument("--asym", dest="sym", action="store_false", help="asymmetric grid with a zero point per group")
     gptq.add_argument("--desc-act", action="store_true", default=d.desc_act,
-                      help="act-order: quantize channels by decreasing activation energy (default: off)")
-    gptq.add_argument("--static-groups", action="store_true", default=d.static_groups,
-                      help="with --desc-act, keep groups in channel order (faster kernels; default: off)")
+                      help="act-order: quantize channels by decreasing activation energy, with static groups "
+                      "(groups stay in channel order, so vLLM serves it) (default: off)")
+    gptq.add_argument("--dynamic-groups", dest="static_groups", action="store_false", default=d.static_groups,
+                      help="with --desc-act, AutoGPTQ's dynamic act-order: groups follow the permutation; loads in "
+                      "transformers (gptqmodel) but vLLM refuses it")
     gptq.add_argument("--damp", type=float, default=d.damp_percent, help="Hessian dampening, fraction of its mean diagonal")
     gptq.add_argument("--block-size", type=int, default=d.block_size, help="columns per lazy-batch GPTQ block")
     gptq.add_argument("--no-true-sequential", dest="true_sequential", action="store_false", default=d.true_sequential,

@@ -26,7 +26,10 @@ class GPTQConfig:
     sym: symmetric grid (zero fixed at the middle code); False fits a zero per group.
     desc_act: act-order, quantize columns in order of decreasing Hessian diagonal.
     static_groups: with desc_act, fix the group grids before reordering so that the
-        groups stay contiguous in the original channel order (faster kernels).
+        groups stay contiguous in the original channel order: g_idx stays trivial and the
+        checkpoint says desc_act false, which vLLM serves (it refuses dynamic act-order).
+        False: AutoGPTQ's dynamic act-order, groups follow the permutation; transformers
+        (gptqmodel) loads it, vLLM does not. Unlike AutoGPTQ, True is the default.
     damp_percent: dampening added to the Hessian diagonal, as a fraction of its mean.
     damp_auto_increment: added to damp_percent and retried while the damped Hessian is not
         positive definite (GPTQModel does the same).
@@ -39,7 +42,7 @@ class GPTQConfig:
     group_size: int = 128
     sym: bool = True
     desc_act: bool = False
-    static_groups: bool = False
+    static_groups: bool = True
     damp_percent: float = 0.01
     damp_auto_increment: float = 0.0025
     block_size: int = 128
@@ -55,8 +58,6 @@ class GPTQConfig:
             raise ConfigError(f"damp_auto_increment must be in [0, 1), got {self.damp_auto_increment}")
         if self.block_size < 1:
             raise ConfigError(f"block_size must be positive, got {self.block_size}")
-        if self.static_groups and self.group_size == -1:
-            raise ConfigError("static_groups needs a group size; with group_size -1 there is one group")
 
     @classmethod
     def from_dict(cls, options: Mapping[str, Any]) -> "GPTQConfig":

@@ -134,6 +134,11 @@ PRESETS = {
                    (56 * 56, 28 * 28 * 16), (56 * 56, 28 * 28 * 16)),
     "small": Preset(256, 4, 4, 2, 512, 2, 64, 2, (8, 12, 12), 1024, False,
                     (56 * 56, 28 * 28 * 64), (56 * 56, 28 * 28 * 64)),
+    # The vLLM interop tier (tests/vllm): head_dim 128 and every K and output slice a multiple
+    # of 128 up to 4-way tensor parallelism, as the real sizes are; intermediate 1152 = 9 x
+    # 128, so --tensor-parallel 2 and 4 really pad it; 8 vision heads split 4 ways.
+    "vllm": Preset(512, 2, 4, 2, 1152, 2, 256, 8, (16, 24, 24), 1024, False,
+                   (56 * 56, 28 * 28 * 64), (56 * 56, 28 * 28 * 64)),
     # Qwen2-VL-2B-Instruct, with its preprocessor_config's pixel bounds; its real config
     # ties lm_head to the embeddings (2.21 B parameters).
     "2b-shapes": Preset(1536, 28, 12, 2, 8960, 32, 1280, 16, (16, 24, 24), 151936, True,

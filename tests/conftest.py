@@ -8,6 +8,9 @@ import os
 
 import pytest
 
+# tests/vllm runs in a virtual environment of its own, with vLLM's pins (.ci/vllm_tier.sh).
+collect_ignore = ["vllm"]
+
 # No test may reach the model hub: every directory the tests load is built locally.
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")

@@ -20,13 +20,14 @@ from qwen2vl_quant.kernels.reference import awq_unpack_cols, dequantize_awq
 from qwen2vl_quant.modules.quant_linear import AWQLinear
 from qwen2vl_quant.pipeline.awq_layer import (
     apply_layer_scales,
+    evenly_spread_samples,
+    gather_search_inputs,
     quantize_layer_awq,
     search_layer_scales,
     search_pair,
-    token_chunks,
 )
 from qwen2vl_quant.pipeline.layerwise import capture_inputs, run_layers
-from qwen2vl_quant.pipeline.runner import ErrorMeter, LayerRunner
+from qwen2vl_quant.pipeline.runner import ErrorMeter, LayerRunner, StridedSample
 from qwen2vl_quant.pipeline.source import ModelSource
 from qwen2vl_quant.sample_data import make_test_images, sample_conversations
 from qwen2vl_quant.tiny_model import tiny_config
@@ -135,11 +136,50 @@ def test_fold_is_exact_in_float32():
                                (h @ producer.T + bias) @ w1.T)
 
 
-def test_token_chunks_cover_the_tokens_in_order():
-    parts = [torch.arange(n).float().reshape(-1, 1) + 100 * i for i, n in enumerate((5, 0, 3, 9))]
-    chunks = list(token_chunks(parts, 4))
-    assert [c.shape[0] for c in chunks] == [4, 4, 4, 4, 1]
-    assert torch.equal(torch.cat(chunks), torch.cat(parts))
+def test_strided_sample_spreads_over_the_whole_stream_and_is_bounded():
+    parts = [torch.arange(n).float().reshape(-1, 1) + 100 * i for i, n in enumerate((5, 0, 3, 9, 40))]
+    total = sum(p.shape[0] for p in parts)
+    sample = StridedSample(total, 10)
+    for part in parts:
+        sample.add(part)
+    kept = sample.tensor().flatten().tolist()
+    everything = torch.cat(parts).flatten().tolist()
+    positions = [everything.index(v) for v in kept]
+    assert len(kept) == 10 and positions == sorted(positions)
+    assert all(5 <= b - a <= 6 for a, b in zip(positions, positions[1:]))  # total / max = 5.7 apart
+    assert kept[0] < 100 and kept[-1] >= 400  # from the first batch to the last
+    whole = StridedSample(total, 1000)
+    for part in parts:
+        whole.add(part)
+    assert whole.tensor().flatten().tolist() == everything
+
+
+def test_attention_samples_are_spread_and_within_the_budget():
+    counts = [100] * 40
+    chosen = evenly_spread_samples(counts, 1000)
+    assert len(chosen) == 10 and chosen[0] == 0 and chosen[-1] >= 36 and sum(counts[i] for i in chosen) <= 1000
+    assert evenly_spread_samples(counts, 10**6) == list(range(40))
+    assert evenly_spread_samples([5000, 10], 100) == [0]  # always at least one sample
+
+
+def test_search_reads_a_bounded_sample_and_statistics_cover_every_token(tiny):
+    _, model, inputs = tiny
+    total = sum(int(s.token_mask.sum()) for s in inputs)
+    config = AWQConfig(bits=4, group_size=32, search_tokens=250, clip_tokens=50, exact_search_macs=0)
+    gathered = gather_search_inputs(fresh_layer0(model), LayerRunner(inputs, CPU), QWEN2_VL, config)
+    assert set(gathered.pairs) == {"self_attn.q_proj", "mlp.gate_proj", "mlp.down_proj"}  # v -> o: GQA
+    for data in gathered.pairs.values():
+        assert data.x_mean.tokens == total > 250
+        seen = data.tokens.tensor().shape[0] if data.tokens else sum(x.shape[0] for x in data.samples.values())
+        assert 0 < seen <= 250
+    assert set(gathered.clip) == set(CLIPPED) and gathered.clip["mlp.gate_proj"] is gathered.clip["mlp.up_proj"]
+    assert all(0 < sample.tensor().shape[0] <= 50 for sample in gathered.clip.values())
+    # Where scoring a candidate on every token is cheap (this tiny model), every token is used.
+    cheap = AWQConfig(bits=4, group_size=32, search_tokens=250)
+    gathered = gather_search_inputs(fresh_layer0(model), LayerRunner(inputs, CPU), QWEN2_VL, cheap)
+    for data in gathered.pairs.values():
+        seen = data.tokens.tensor().shape[0] if data.tokens else sum(x.shape[0] for x in data.samples.values())
+        assert seen == total
 
 
 # -- search results are data; folding keeps the float function -----------------------------
@@ -301,10 +341,14 @@ def test_chunked_evaluation_gives_the_same_losses(tiny):
     runner = LayerRunner(inputs, CPU)
     token_wise = [pair for pair in QWEN2_VL.smoothing_pairs if pair.inspect in ("mlp", "mlp.down_proj")]
     assert len(token_wise) == 2 and not any(pair.mixes_tokens for pair in token_wise)
+    chunked = AWQConfig(bits=4, group_size=32, chunk_tokens=64, search_tokens=None)
+    unchunked = AWQConfig(bits=4, group_size=32, chunk_tokens=10**6, search_tokens=None)
+    gathered = gather_search_inputs(layer, runner, QWEN2_VL, chunked)
     for pair in token_wise:
         # 64-token chunks cross sample boundaries (samples have 53 to 109 real tokens).
-        small = search_pair(layer, runner, pair, AWQConfig(bits=4, group_size=32, chunk_tokens=64))
-        whole = search_pair(layer, runner, pair, AWQConfig(bits=4, group_size=32, chunk_tokens=10**6))
+        data = gathered.pairs[pair.linears[0]]
+        small = search_pair(layer, runner, pair, chunked, data)
+        whole = search_pair(layer, runner, pair, unchunked, data)
         assert (small.ratio, small.duo) == (whole.ratio, whole.duo)
         torch.testing.assert_close(small.scales, whole.scales, rtol=1e-6, atol=0)
         torch.testing.assert_close(torch.tensor([c.loss for c in small.candidates], dtype=torch.float64),
@@ -344,7 +388,7 @@ def held_out_errors(small_model_dir, calib_conversations, tmp_path_factory):
             if isinstance(config, AWQConfig):
                 source = ModelSource(model)
                 inputs = capture_inputs(source, calibration, QWEN2_VL, CPU, CPU, show_progress=False)
-                step = lambda layer, index, runner, meter: quantize_layer_awq(  # noqa: E731
+                step = lambda layer, index, runner, meter, progress: quantize_layer_awq(  # noqa: E731
                     layer, index, runner, meter, QWEN2_VL, config)
                 run_layers(source, inputs, step, QWEN2_VL, _NoSink(), device=CPU, store_device=CPU,
                            show_progress=False)

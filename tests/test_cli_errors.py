@@ -129,6 +129,6 @@ def test_console_script_usage_errors_and_help(tmp_path):
     assert "Traceback" not in bad_bits.stderr
     helped = subprocess.run(exe + ["gptq", "--help"], capture_output=True, text=True)
     assert helped.returncode == 0
-    for option in ("--bits", "--group-size", "--asym", "--desc-act", "--static-groups", "--damp", "--calib",
+    for option in ("--bits", "--group-size", "--asym", "--desc-act", "--dynamic-groups", "--damp", "--calib",
                    "--num-samples", "--max-shard-size", "--seed", "--device", "--overwrite", "--resume"):
         assert option in helped.stdout

@@ -51,7 +51,13 @@ def test_output_layout_and_config(quantized):
         assert (out / shard).stat().st_size < 150_000 + 64 * 1024  # cap + header, no tensor larger than the cap
     qc = json.loads((out / "config.json").read_text())["quantization_config"]
     assert qc["quant_method"] == "gptq" and qc["bits"] == 4 and qc["group_size"] == 32
-    assert qc["desc_act"] is True and qc["sym"] is True and qc["checkpoint_format"] == "gptq"
+    # Act-order with static groups (the default with --desc-act): g_idx is the trivial one,
+    # so the checkpoint says desc_act false, which vLLM serves; meta keeps the solve order.
+    assert qc["desc_act"] is False and qc["meta"]["act_order"] is True and qc["static_groups"] is True
+    assert qc["sym"] is True and qc["checkpoint_format"] == "gptq"
+    reader = CheckpointReader(out)
+    g_idx = [reader.get(name) for name in reader.names() if name.endswith(".g_idx")]
+    assert g_idx and all(torch.equal(g.long(), torch.arange(g.numel()) // 32) for g in g_idx)
     assert "block_name_to_quantize" not in qc
     for name in ("chat_template.jinja", "tokenizer.json", "tokenizer_config.json", "generation_config.json"):
         assert (out / name).is_file(), name

@@ -34,8 +34,9 @@ U16 = 2.0**-11
 
 CASES = {
     "gptq-int4-g32": ["gptq", "--bits", "4", "--group-size", "32"],
-    "gptq-int4-asym-act-order": ["gptq", "--bits", "4", "--group-size", "32", "--asym", "--desc-act"],
-    "gptq-int8-g64-act-order-static": ["gptq", "--bits", "8", "--group-size", "64", "--desc-act", "--static-groups"],
+    "gptq-int4-asym-act-order-dynamic": ["gptq", "--bits", "4", "--group-size", "32", "--asym", "--desc-act",
+                                         "--dynamic-groups"],
+    "gptq-int8-g64-act-order": ["gptq", "--bits", "8", "--group-size", "64", "--desc-act"],
     "awq-int4-g32": ["awq", "--bits", "4", "--group-size", "32"],
     "awq-int8-g64": ["awq", "--bits", "8", "--group-size", "64"],
 }

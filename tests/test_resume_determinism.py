@@ -1,5 +1,5 @@
 """A run killed with SIGKILL mid-layer and resumed writes the same bytes as one that was not;
-two runs with the same inputs write bit-identical checkpoints."""
+two runs with the same inputs write bit-identical checkpoints. For GPTQ and for AWQ."""
 
 import hashlib
 import json
@@ -16,10 +16,18 @@ def shard_digests(directory):
     return {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in sorted(directory.glob("*.safetensors"))}
 
 
-def gptq_command(model_dir, out, calib, *extra):
-    return [sys.executable, "-m", "qwen2vl_quant.cli", "gptq", "--bits", "4", "--group-size", "64", "--desc-act",
-            "--calib", str(calib), "--device", "cpu", "--max-shard-size", "300KB", "--quiet", *extra,
-            str(model_dir), str(out)]
+METHODS = {"gptq": ["gptq", "--bits", "4", "--group-size", "64", "--desc-act"],
+           "awq": ["awq", "--bits", "4", "--group-size", "64"]}
+
+
+@pytest.fixture(scope="module", params=list(METHODS))
+def method(request):
+    return request.param
+
+
+def quantize_command(method, model_dir, out, calib, *extra):
+    return [sys.executable, "-m", "qwen2vl_quant.cli", *METHODS[method], "--calib", str(calib), "--device", "cpu",
+            "--max-shard-size", "300KB", "--quiet", *extra, str(model_dir), str(out)]
 
 
 @pytest.fixture(scope="module")
@@ -30,23 +38,23 @@ def calib(tmp_path_factory, calib_conversations):
 
 
 @pytest.fixture(scope="module")
-def uninterrupted(small_model_dir, calib, tmp_path_factory):
+def uninterrupted(method, small_model_dir, calib, tmp_path_factory):
     out = tmp_path_factory.mktemp("runs") / "straight"
-    subprocess.run(gptq_command(small_model_dir, out, calib), check=True, capture_output=True)
+    subprocess.run(quantize_command(method, small_model_dir, out, calib), check=True, capture_output=True)
     return out
 
 
-def test_same_inputs_give_bit_identical_checkpoints(small_model_dir, calib, uninterrupted, tmp_path):
+def test_same_inputs_give_bit_identical_checkpoints(method, small_model_dir, calib, uninterrupted, tmp_path):
     again = tmp_path / "again"
-    subprocess.run(gptq_command(small_model_dir, again, calib), check=True, capture_output=True)
+    subprocess.run(quantize_command(method, small_model_dir, again, calib), check=True, capture_output=True)
     assert shard_digests(again) == shard_digests(uninterrupted)
     assert len(shard_digests(again)) > 1
 
 
-def test_killed_run_resumes_to_the_same_bytes(small_model_dir, calib, uninterrupted, tmp_path):
+def test_killed_run_resumes_to_the_same_bytes(method, small_model_dir, calib, uninterrupted, tmp_path):
     out = tmp_path / "killed"
     staging = tmp_path / ".killed.partial"
-    process = subprocess.Popen(gptq_command(small_model_dir, out, calib), stdout=subprocess.DEVNULL,
+    process = subprocess.Popen(quantize_command(method, small_model_dir, out, calib), stdout=subprocess.DEVNULL,
                                stderr=subprocess.DEVNULL)
     state = staging / "state.json"
     deadline = time.monotonic() + 300
@@ -65,7 +73,7 @@ def test_killed_run_resumes_to_the_same_bytes(small_model_dir, calib, uninterrup
     assert not out.exists(), "a killed run must not leave a complete-looking output"
     assert 1 <= finished < 4
 
-    resumed = subprocess.run(gptq_command(small_model_dir, out, calib, "--resume"),
+    resumed = subprocess.run(quantize_command(method, small_model_dir, out, calib, "--resume"),
                                          capture_output=True, text=True)
     assert resumed.returncode == 0, resumed.stderr
     assert shard_digests(out) == shard_digests(uninterrupted)
@@ -73,11 +81,13 @@ def test_killed_run_resumes_to_the_same_bytes(small_model_dir, calib, uninterrup
 
 
 def test_resume_with_other_options_is_refused(small_model_dir, calib, tmp_path):
+    method = "gptq"
     out = tmp_path / "o"
     staging = tmp_path / ".o.partial"
     staging.mkdir()
     (staging / "state.json").write_text(json.dumps({"fingerprint": "something else", "finished_layers": 2}))
-    result = subprocess.run(gptq_command(small_model_dir, out, calib, "--resume"), capture_output=True, text=True)
+    result = subprocess.run(quantize_command(method, small_model_dir, out, calib, "--resume"), capture_output=True,
+                            text=True)
     assert result.returncode == 2
     assert "other inputs or options" in result.stderr
     assert (staging / "state.json").exists(), "the partial run must be kept for the user to decide"

@@ -11,19 +11,39 @@ import time
 from pathlib import Path
 
 from .data import image_paths, local_path, read_jsonl
-from .settings import BITS, DAMP, GROUP_SIZE, SCRIPT, SYM
+from .settings import METHODS, SCRIPT, Method
 
 
-def ours_command(model_dir: Path, calib: Path, out_dir: Path, samples: int) -> list[str]:
+def ours_command(method: Method, model_dir: Path, calib: Path, out_dir: Path, samples: int) -> list[str]:
     """Our CLI, exactly as a user runs it; every option that matters is spelled out."""
-    return [sys.executable, "-m", "qwen2vl_quant.cli", "gptq", "--bits", str(BITS), "--group-size", str(GROUP_SIZE),
-            "--sym", "--damp", str(DAMP), "--calib", str(calib), "--num-samples", str(samples),
-            "--device", "cpu", "--overwrite", str(model_dir), str(out_dir)]
+    return [sys.executable, "-m", "qwen2vl_quant.cli", *method.our_args, "--calib", str(calib),
+            "--num-samples", str(samples), "--device", "cpu", "--overwrite", str(model_dir), str(out_dir)]
 
 
-def gptqmodel_command(model_dir: Path, calib: Path, out_dir: Path, samples: int, info: Path) -> list[str]:
-    return [sys.executable, str(SCRIPT), "--child", "gptqmodel", "--model-dir", str(model_dir), "--calib", str(calib),
-            "--samples", str(samples), "--out", str(out_dir), "--info", str(info)]
+def gptqmodel_command(method: Method, model_dir: Path, calib: Path, out_dir: Path, samples: int,
+                      info: Path) -> list[str]:
+    return [sys.executable, str(SCRIPT), "--child", "gptqmodel", "--method", method.name, "--model-dir",
+            str(model_dir), "--calib", str(calib), "--samples", str(samples), "--out", str(out_dir), "--info", str(info)]
+
+
+FIELDS = ("bits", "group_size", "sym", "desc_act", "act_group_aware", "damp_percent", "damp_auto_increment",
+          "true_sequential", "static_groups", "mse", "offload_to_disk", "format", "method", "fallback")
+
+
+def gptqmodel_config(method: Method):
+    """(GPTQModel's default config of the method, the config used here)."""
+    if method.name == "gptq":
+        from gptqmodel.quantization.config import GPTQConfig
+
+        # sym, no act-order: desc_act off, and GPTQModel's own group-aware activation
+        # reordering (act_group_aware, on by default for GPTQ) off too. The rest: defaults.
+        return GPTQConfig(), GPTQConfig(bits=4, group_size=128, sym=True, desc_act=False, act_group_aware=False,
+                                        damp_percent=0.01)
+    from gptqmodel.quantization.config import AWQConfig
+
+    # Zero points are sym=False in GPTQModel (its AWQConfig ignores zero_point=True);
+    # format GEMM as ours. The rest (n_grid 20, duo scaling, clip search): defaults.
+    return AWQConfig(), AWQConfig(bits=4, group_size=128, sym=False, format="gemm")
 
 
 def child_gptqmodel(args: argparse.Namespace) -> int:
@@ -31,18 +51,11 @@ def child_gptqmodel(args: argparse.Namespace) -> int:
     batch_size=1); model.save(out). Records its defaults and the stage times in --info."""
     t0 = time.perf_counter()
     from gptqmodel import GPTQModel
-    from gptqmodel.quantization.config import GPTQConfig
 
     stages = {"import_s": time.perf_counter() - t0}
-    default = GPTQConfig()
-    fields = ("bits", "group_size", "sym", "desc_act", "act_group_aware", "damp_percent", "damp_auto_increment",
-              "true_sequential", "static_groups", "mse", "offload_to_disk", "format", "method", "fallback")
-    defaults = {f: str(getattr(default, f, None)) for f in fields}
-    # sym, no act-order: desc_act off, and GPTQModel's own group-aware activation reordering
-    # (act_group_aware, on by default for GPTQ) off too. Everything else is left at its default.
-    config = GPTQConfig(bits=BITS, group_size=GROUP_SIZE, sym=SYM, desc_act=False, act_group_aware=False,
-                        damp_percent=DAMP)
-    used = {f: str(getattr(config, f, None)) for f in fields}
+    default, config = gptqmodel_config(METHODS[args.method])
+    defaults = {f: str(getattr(default, f, None)) for f in FIELDS}
+    used = {f: str(getattr(config, f, None)) for f in FIELDS}
     conversations = read_jsonl(args.calib)[: args.samples]
     t = time.perf_counter()
     model = GPTQModel.load(str(args.model_dir), config)
@@ -71,7 +84,7 @@ def child_eval(args: argparse.Namespace) -> int:
     from transformers import AutoProcessor, Qwen2VLForConditionalGeneration
 
     from qwen2vl_quant.loading import load_quantized
-    from qwen2vl_quant.modules.quant_linear import GPTQLinear
+    from qwen2vl_quant.modules.quant_linear import QuantLinear
 
     dtype = getattr(torch, args.eval_dtype)
     processor = AutoProcessor.from_pretrained(args.model_dir)
@@ -122,14 +135,14 @@ def child_eval(args: argparse.Namespace) -> int:
         num = sum(float((g - w).pow(2).sum()) for g, w in zip(got, want))
         den = sum(float(w.pow(2).sum()) for w in want)
         per_sample = [float((g - w).norm() / w.norm()) for g, w in zip(got, want)]
-        quantized = sum(isinstance(m, GPTQLinear) for m in model.modules())
+        quantized = sum(isinstance(m, QuantLinear) for m in model.modules())
         vision_same = bool(torch.equal(vision_fingerprint(model), vision_ref))
         results[name] = {"rel_error": num ** 0.5 / den ** 0.5, "rel_error_per_sample": per_sample,
                          "quantized_linears": quantized, "vision_tower_identical": vision_same,
                          "qconfig": model.config.quantization_config, "load_s": round(load_s, 1),
                          "forward_s": round(forward_s, 1)}
         print(f"{name}: held-out rel. error {results[name]['rel_error']:.5f} "
-              f"(per sample {', '.join(f'{e:.4f}' for e in per_sample)}); {quantized} GPTQ linears; "
+              f"(per sample {', '.join(f'{e:.4f}' for e in per_sample)}); {quantized} quantized linears; "
               f"vision tower identical to BF16: {vision_same}", flush=True)
         del model, got
         gc.collect()

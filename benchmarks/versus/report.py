@@ -7,18 +7,7 @@ import json
 import sys
 from pathlib import Path
 
-from .settings import (
-    BITS,
-    DAMP,
-    GB,
-    GROUP_SIZE,
-    ISSUE_REFERENCE,
-    POLL_S,
-    REPO,
-    SCRIPT,
-    SYM,
-    TARGETS,
-)
+from .settings import GB, ISSUE_REFERENCE, POLL_S, REPO, SCRIPT, Method
 
 
 def model_summary(model_dir: Path) -> dict:
@@ -63,7 +52,7 @@ def ours_stages(log_path: Path) -> dict:
     first = {}
     layers: dict[int, dict[str, float]] = {}
     for t, text in stamped:
-        for key, pattern in (("banner", r"^GPTQ \d-bit"), ("calibration", r"^calibration: "),
+        for key, pattern in (("banner", r"^(GPTQ|AWQ) \d-bit"), ("calibration", r"^calibration: "),
                              ("capture_start", r"capture layer-0 inputs"), ("loop_start", r"^quantize:"),
                              ("wrote", r"^wrote ")):
             if key not in first and re.search(pattern, text):
@@ -118,13 +107,14 @@ def memory_estimate(model_dir: Path, calibration: str) -> dict | None:
             "peak_gb": round(e.peak_bytes / GB, 3)}
 
 
-def build_summary(args, machine, model, calib, held_out, disjoint, runs, evaluation) -> dict:
+def build_summary(args, method: Method, machine, model, calib, held_out, disjoint, runs, evaluation,
+                  own_gptq: dict | None = None) -> dict:
     rows = {}
     for name in ("ours", "gptqmodel"):
         if name not in runs:
             continue
         r = runs[name]
-        err = evaluation["results"].get(name, {}).get("rel_error") if evaluation else None
+        err = evaluation["results"].get(f"{name}-{method.name}", {}).get("rel_error") if evaluation else None
         rows[name] = {"wall_s": r["wall_s"], "cpu_s": round(r["cpu_user_s"] + r["cpu_sys_s"], 1),
                       "peak_rss_gb": r["peak_rss_gb"], "ru_maxrss_gb": r["ru_maxrss_gb"], "rel_error": err,
                       "returncode": r["returncode"], "load_1min_mean": r["load_average_1min_mean_during"]}
@@ -135,16 +125,21 @@ def build_summary(args, machine, model, calib, held_out, disjoint, runs, evaluat
                   "rss": ratio(o["peak_rss_gb"], g["peak_rss_gb"]),
                   "ru_maxrss": ratio(o["ru_maxrss_gb"], g["ru_maxrss_gb"]),
                   "error": ratio(o["rel_error"], g["rel_error"])}
-    if "ours" in rows:
+    if "ours" in rows and method.name == "gptq":
         ratios["wall_vs_issue_reference"] = ratio(rows["ours"]["wall_s"], ISSUE_REFERENCE["wall_s"])
         ratios["rss_vs_issue_reference"] = ratio(rows["ours"]["peak_rss_gb"], ISSUE_REFERENCE["peak_rss_gb"])
+    if "ours" in rows and own_gptq is not None and own_gptq["returncode"] == 0:
+        ratios["vs_our_gptq"] = ratio(rows["ours"]["wall_s"], own_gptq["wall_s"])
+        ratios["our_gptq_wall_s"] = own_gptq["wall_s"]
     command = " ".join([Path(sys.executable).relative_to(REPO).as_posix() if str(sys.executable).startswith(str(REPO))
                         else sys.executable, str(SCRIPT.relative_to(REPO)), *sys.argv[1:]])
     return {"command": command, "machine": machine, "model": model, "preset": args.preset,
-            "settings": {"bits": BITS, "group_size": GROUP_SIZE, "sym": SYM, "act_order": False, "damp_percent": DAMP,
-                         "samples": args.samples, "calibration": str(calib), "held_out": str(held_out),
+            "method": {"name": method.name, "title": method.title, "our_args": list(method.our_args),
+                       "issue": method.issue},
+            "settings": {"samples": args.samples, "calibration": str(calib), "held_out": str(held_out),
                          "held_out_disjoint": disjoint, "eval_dtype": args.eval_dtype},
-            "rows": rows, "ratios": ratios, "targets": TARGETS, "issue_reference": ISSUE_REFERENCE,
+            "rows": rows, "ratios": ratios, "targets": method.targets,
+            "issue_reference": ISSUE_REFERENCE if method.name == "gptq" else None,
             "runs": runs, "evaluation": evaluation}
 
 
@@ -153,9 +148,9 @@ def _f(x, fmt):
 
 
 def render_markdown(s: dict) -> str:
-    m, rows, ratios = s["machine"], s["rows"], s["ratios"]
+    m, rows, ratios, targets, method = s["machine"], s["rows"], s["ratios"], s["targets"], s["method"]
     shapes = "the Qwen2-VL-2B shapes" if s["preset"] == "2b-shapes" else f"the {s['preset']} test model"
-    lines = [f"# qwen2vl-quant vs GPTQModel: GPTQ Int4 on {shapes}", "",
+    lines = [f"# qwen2vl-quant vs GPTQModel: {method['name'].upper()} Int4 on {shapes}", "",
              f"`{s['command']}`", "",
              (f"Model: random-weight Qwen2-VL, preset `{s['preset']}` (hidden {s['model']['hidden']}, "
              f"{s['model']['layers']} layers, intermediate {s['model']['intermediate']}, vocab {s['model']['vocab']}, "
@@ -163,7 +158,7 @@ def render_markdown(s: dict) -> str:
              f"{s['model']['parameters'] / 1e9:.3g} B parameters, "
              f"{s['model']['bytes'] / GB:.2f} GB {s['model']['dtype']}). "
              f"Calibration: {s['settings']['samples']} image conversations (`{s['settings']['calibration']}`). "
-             f"GPTQ Int4, group 128, sym, no act-order, damp 0.01 for both."), "",
+             f"{method['title']} for both."), "",
              "| tool | wall s | CPU s | peak RSS GB | ru_maxrss GB | held-out rel. error | mean 1-min load during run |",
              "|---|---|---|---|---|---|---|"]
     names = {"ours": "qwen2vl-quant (ours)", "gptqmodel": f"GPTQModel {m['versions'].get('gptqmodel')}"}
@@ -180,18 +175,22 @@ def render_markdown(s: dict) -> str:
         if run.get("reused_from"):
             lines += [(f"*Reused row* ({names[k]}): measured by an earlier invocation (finished {run.get('finished')}), "
                       f"not in this one (`--reuse {k}`). {run.get('reuse_note', '')}"), ""]
-    if "wall" in ratios:
-        def verdict(key, value):
-            return "n/a" if value is None else ("met" if value <= TARGETS[key] else "NOT met")
+    def verdict(key, value):
+        return "n/a" if value is None else ("met" if value <= targets[key] else "NOT met")
 
-        lines += ["| ours / GPTQModel | measured | issue 6 target | |", "|---|---|---|---|",
-                  f"| wall time | {_f(ratios['wall'], '.3f')} | <= {TARGETS['wall']} | {verdict('wall', ratios['wall'])} |",
-                  (f"| peak RSS (psutil tree) | {_f(ratios['rss'], '.3f')} | <= {TARGETS['rss']} | "
+    if "wall" in ratios:
+        lines += [f"| ours / GPTQModel | measured | {method['issue']} target | |", "|---|---|---|---|",
+                  f"| wall time | {_f(ratios['wall'], '.3f')} | <= {targets['wall']} | {verdict('wall', ratios['wall'])} |",
+                  (f"| peak RSS (psutil tree) | {_f(ratios['rss'], '.3f')} | <= {targets['rss']} | "
                   f"{verdict('rss', ratios['rss'])} |"),
-                  (f"| held-out error | {_f(ratios['error'], '.3f')} | <= {TARGETS['error']} | "
+                  (f"| held-out error | {_f(ratios['error'], '.3f')} | <= {targets['error']} | "
                   f"{verdict('error', ratios['error'])} |"),
                   f"| CPU time (not a target) | {_f(ratios['cpu'], '.3f')} | | |",
                   f"| ru_maxrss (not the target figure) | {_f(ratios['ru_maxrss'], '.3f')} | | |", ""]
+    if "vs_our_gptq" in ratios:
+        lines += [(f"Our AWQ against our own GPTQ Int4 on the same model and data, in this invocation: "
+                   f"{_f(ratios['vs_our_gptq'], '.3f')}x its wall time ({ratios['our_gptq_wall_s']:.0f} s); target "
+                   f"<= {targets['vs_our_gptq']}: {verdict('vs_our_gptq', ratios['vs_our_gptq'])}."), ""]
     ref = s["issue_reference"]
     if "wall_vs_issue_reference" in ratios:
         lines += [(f"Against the issue's reference measurement of GPTQModel ({ref['wall_s']:.0f} s, "
@@ -212,16 +211,15 @@ def render_markdown(s: dict) -> str:
               "||h_q - h_bf16|| / ||h_bf16|| pooled over all tokens of all samples. Every model computes in "
               f"**{s['settings']['eval_dtype']}** (BF16 weights upcast exactly), so the error is the quantization's, "
               "not bf16 rounding. The BF16 model is loaded with transformers, both quantized checkpoints with our "
-              "`load_quantized` (GPTQ v1 reader)."),
+              "`load_quantized` (it reads GPTQ v1 and AWQ GEMM checkpoints)."),
               ]
     gi = s["runs"].get("gptqmodel", {}).get("info")
     if gi:
-        lines += ["- **GPTQModel settings**: defaults of `gptqmodel.quantization.config.GPTQConfig()`: "
+        config_class = "GPTQConfig" if method["name"] == "gptq" else "AWQConfig"
+        lines += [f"- **GPTQModel settings**: defaults of `gptqmodel.quantization.config.{config_class}()`: "
                   + ", ".join(f"{k}={v}" for k, v in gi["defaults"].items())
-                  + ". Set here: bits=4, group_size=128, sym=True, desc_act=False, act_group_aware=False (its "
-                  "group-aware activation reordering, on by default, is a form of act-order), damp_percent=0.01; the "
-                  "rest left at the defaults (damp_auto_increment, true_sequential, offload_to_disk, fallback, ...). "
-                  "Flow: `GPTQModel.load(model_dir, config)`, `model.quantize(conversations, batch_size=1)` (its "
+                  + ". Used here: " + ", ".join(f"{k}={v}" for k, v in gi["used"].items())
+                  + ". Flow: `GPTQModel.load(model_dir, config)`, `model.quantize(conversations, batch_size=1)` (its "
                   "Qwen2-VL definition applies the chat template with add_generation_prompt=True and reads the images "
                   "itself; qwen-vl-utils is not used for Qwen2-VL images), `model.save(out)`; "
                   "`GPTQMODEL_CPU_WORKERS=2`. Stage times (s): "
@@ -229,11 +227,10 @@ def render_markdown(s: dict) -> str:
     oi = s["runs"].get("ours", {}).get("info")
     if oi:
         st = oi["stages"]
-        lines += [("- **qwen2vl-quant settings**: our CLI (command in the JSON). Its defaults: group 128, sym, no "
-                  "act-order, damp 0.01 (auto-increment 0.0025), block 128, true-sequential, --num-samples 128, "
-                  "--max-pixels 512*28*28 (the 448x336 images, 192 visual tokens each, are not resized by either "
-                  "tool). Set here: --bits 4 --group-size 128 --sym --damp 0.01 --num-samples "
-                  f"{s['settings']['samples']} --device cpu. Stages, from the time stamps of its progress output: "
+        lines += [("- **qwen2vl-quant settings**: our CLI (`qwen2vl-quant " + " ".join(method["our_args"])
+                  + f" --num-samples {s['settings']['samples']} --device cpu`; the rest at its defaults, "
+                  "--max-pixels 512*28*28: the 448x336 images, 192 visual tokens each, are not resized by either "
+                  "tool). Stages, from the time stamps of its progress output: "
                   f"start-up {st.get('startup_s')} s, calibration set read and processed {st.get('calibration_processing_s')} s, "
                   f"layer-0 capture {st.get('capture_s')} s, {st.get('layers_done')} layers {st.get('layers_s')} s "
                   f"(stage 'load' {st.get('layers_load_s')} s, stage 'quantize' {st.get('layers_quantize_s')} s; "
@@ -250,7 +247,7 @@ def render_markdown(s: dict) -> str:
               f"- date (UTC): {m['date']}; git {m['git_commit']} ({m['git_dirty_files']} files modified/untracked)",
               f"- load average (1, 5, 15 min): start {m['load_average_start']}, end {m['load_average_end']}"]
     for k in ("gptqmodel", "ours", "eval"):
-        if k in s["runs"]:
+        if k in s["runs"] and "load_average_before" in s["runs"][k]:
             r = s["runs"][k]
             lines.append(f"  - {k}: before {r['load_average_before']}, after {r['load_average_after']}, "
                          f"mean 1-min load during {r['load_average_1min_mean_during']}")

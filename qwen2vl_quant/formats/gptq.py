@@ -50,17 +50,22 @@ def quantization_config(
     leaves the decoder with random weights in transformers 5 (DESIGN.md). Which modules are
     quantized is instead told by the tensors present (vLLM) and the Linear names optimum
     finds with qweight tensors.
+
+    ``desc_act`` tells loaders whether g_idx permutes the groups. Act-order with static
+    groups keeps g_idx trivial (channel // group), so it is written as false: vLLM refuses
+    desc_act true, and reads such a checkpoint correctly as false (issue 14). That the
+    weights were solved in activation order is kept in ``meta.act_order``.
     """
     return {
         "quant_method": "gptq",
         "bits": bits,
         "group_size": group_size,
-        "desc_act": desc_act,
+        "desc_act": desc_act and not static_groups,
         "sym": sym,
         "static_groups": static_groups,
         "true_sequential": true_sequential,
         "damp_percent": damp_percent,
         "checkpoint_format": CHECKPOINT_FORMAT,
         "lm_head": False,
-        "meta": {"quantizer": [f"qwen2vl-quant:{tool_version}"]},
+        "meta": {"quantizer": [f"qwen2vl-quant:{tool_version}"], "act_order": desc_act},
     }

@@ -2,14 +2,21 @@
 
 The order is AutoAWQ's ``AwqQuantizer.quantize``: every pair's scales are searched on the
 float layer (``search_layer_scales``, data only), folded into the weights
-(``apply_layer_scales``), then the clipping ranges are searched on the scaled layer
-(``search_layer_clips``) and every Linear is quantized into an ``AWQLinear``. The
-pipeline then runs the quantized layer to feed the next one (layerwise.run_layers).
+(``apply_layer_scales``), then the clipping ranges are searched on the scaled weights
+(``search_layer_clips``) and every Linear is quantized into an ``AWQLinear``. The pipeline
+then runs the quantized layer to feed the next one (layerwise.run_layers).
 
-Memory stays bounded by one pair: only that pair's inputs are cached (real tokens, in the
-activation dtype, one tensor per sample, on the activations' device); token-wise inspect
-modules (MLP, Linear) are evaluated ``chunk_tokens`` tokens at a time, attention one
-sample at a time; losses are float64 sums.
+What it costs (issue 13). One float forward over every calibration sample
+(``gather_search_inputs``) collects all the searches read: each pair's mean |x| over every
+real token, and a bounded sample of its inputs spread evenly over the calibration set
+(``search_tokens`` tokens for the token-wise pairs, whole samples up to that many tokens for
+attention, ``clip_tokens`` tokens per clipped Linear; every token where that is cheap,
+``search_token_budget``), and the candidates are scored on at most ``search_rows`` output
+rows where the spec allows. The 40 candidates of each pair and the clipping grid then cost
+the same for 16 samples or 1,000. Before, every candidate ran the inspected module over
+every calibration token and row, and each pair and the clip search ran the float layer
+again to collect their inputs: the cost grew with the samples, 8x GPTQ's at 65
+conversations. Memory is bounded by those samples; losses are float64 sums.
 """
 
 from __future__ import annotations
@@ -18,7 +25,7 @@ import logging
 import time
 from collections import defaultdict
 from dataclasses import dataclass, field
-from typing import Iterator, Sequence
+from typing import Callable, Iterator, Sequence
 
 import torch
 from torch import nn
@@ -33,6 +40,7 @@ from ..algorithms.awq import (
     quantize_weight,
     search_clip,
     search_scales,
+    weight_mean,
 )
 from ..algorithms.gptq import QuantizedWeight
 from ..arch import ArchSpec, SmoothingPair
@@ -40,9 +48,9 @@ from ..awq_config import AWQConfig
 from ..formats.awq import pack_awq
 from ..modules.quant_linear import AWQLinear
 from ..report import LinearReport
-from .capture import move_to
-from .layerwise import StepResult
-from .runner import ErrorMeter, LayerRunner
+from .capture import LayerInputs, move_to
+from .layerwise import Progress, StepResult
+from .runner import ErrorMeter, LayerRunner, StridedSample
 
 logger = logging.getLogger(__name__)
 
@@ -59,9 +67,25 @@ class LayerScales:
     skipped: dict[str, str] = field(default_factory=dict)  # consumer Linear -> why
 
 
+@dataclass
+class PairInputs:
+    """What the scale search of one smoothing pair reads (gathered by ``gather_search_inputs``)."""
+
+    x_mean: AbsMeanAccumulator  # mean |x| per channel over every real calibration token
+    tokens: StridedSample | None = None  # token-wise pairs: evenly spread real tokens
+    samples: dict[int, torch.Tensor] = field(default_factory=dict)  # attention: sample index -> real tokens
+
+
+@dataclass
+class SearchInputs:
+    pairs: dict[str, PairInputs]  # by the pair's first Linear
+    clip: dict[str, StridedSample]  # by clipped Linear (Linears reading one input share a sample)
+
+
 @torch.inference_mode()
 def quantize_layer_awq(
-    layer: nn.Module, index: int, runner: LayerRunner, meter: ErrorMeter, spec: ArchSpec, config: AWQConfig
+    layer: nn.Module, index: int, runner: LayerRunner, meter: ErrorMeter, spec: ArchSpec, config: AWQConfig,
+    progress: Progress = lambda _what: None,
 ) -> StepResult:
     """Replace the layer's Linears with AWQLinear in place (norms and weights rescaled first).
 
@@ -70,7 +94,9 @@ def quantize_layer_awq(
     """
     seconds: dict[str, float] = defaultdict(float)
     start = time.perf_counter()
-    scales = search_layer_scales(layer, runner, spec, config)
+    progress("AWQ: gathering inputs")
+    gathered = gather_search_inputs(layer, runner, spec, config)
+    scales = search_layer_scales(layer, runner, spec, config, gathered, progress)
     folded = apply_layer_scales(layer, scales)
     _spread(seconds, spec.quantized_linears, time.perf_counter() - start)
     # The Linears are quantized from their float32 folded weights: rounding W * s to bf16
@@ -82,9 +108,10 @@ def quantize_layer_awq(
 
     clips: dict[str, ClipSearch] = {}
     if config.clip:
-        clips = search_layer_clips(layer, runner, spec, config, weights, seconds)
+        clips = search_layer_clips(spec, config, weights, clip_inputs(gathered, scales), seconds, progress)
 
     reports = []
+    progress("AWQ: quantizing")
     for name in spec.quantized_linears:
         start = time.perf_counter()
         linear = layer.get_submodule(name)
@@ -100,21 +127,109 @@ def quantize_layer_awq(
     return StepResult(reports)
 
 
+# -- what the searches read: one float forward ----------------------------------------------
+
+
+@torch.inference_mode()
+def gather_search_inputs(layer: nn.Module, runner: LayerRunner, spec: ArchSpec, config: AWQConfig) -> SearchInputs:
+    """Run the float layer once over every sample and keep what every search needs (see the
+    module docstring); nothing is kept in proportion to the calibration set."""
+    store = runner.inputs[0].hidden.device
+    counts = [int(s.token_mask.sum()) for s in runner.inputs]
+    total = sum(counts)
+    pairs: dict[str, PairInputs] = {}
+    chosen: dict[str, set[int]] = {}
+    for pair in spec.smoothing_pairs:
+        if unsupported_reason(layer, pair) is None:
+            budget = search_token_budget(layer, pair, total, config)
+            channels = layer.get_submodule(pair.linears[0]).in_features
+            pairs[pair.linears[0]] = PairInputs(AbsMeanAccumulator(channels, runner.device),
+                                                None if pair.mixes_tokens else StridedSample(total, budget, store))
+            chosen[pair.linears[0]] = set(evenly_spread_samples(counts, budget)) if pair.mixes_tokens else set()
+    # Linears of one sequential group read the same input: one sample each, hooked on the first.
+    reader = {name: group[0] for group in spec.sequential_groups for name in group}
+    clip = {}
+    if config.clip:
+        shared: dict[str, StridedSample] = {}
+        for name in clipped_linears(spec):
+            clip[name] = shared.setdefault(reader[name], StridedSample(total, config.clip_tokens, store))
+    watched = {reader[name] for name in [*pairs, *clip]}
+    order = [name for name in spec.quantized_linears if name in watched]
+    shared_clip = {reader[name]: sample for name, sample in clip.items()}
+    seen = dict.fromkeys(watched, 0)  # samples each hook has seen: the index of the current one
+
+    def hook(name: str, x: torch.Tensor, _y: torch.Tensor) -> None:
+        sample_index, seen[name] = seen[name], seen[name] + 1
+        pair = pairs.get(name)
+        if pair is not None:
+            pair.x_mean.add_batch(x)
+            if pair.tokens is not None:
+                pair.tokens.add(x)
+            elif sample_index in chosen[name]:
+                pair.samples[sample_index] = x.to(store)
+        if name in shared_clip:
+            shared_clip[name].add(x)
+
+    # The spec lists the Linears in forward order: nothing after the last one needs to run.
+    runner.forward_all(layer, hooks=dict.fromkeys(order, hook), stop_after=order[-1])
+    return SearchInputs(pairs, clip)
+
+
+def search_token_budget(layer: nn.Module, pair: SmoothingPair, total: int, config: AWQConfig) -> int:
+    """How many real tokens a pair's candidates are scored on: every token when that costs
+    at most ``config.exact_search_macs`` multiply-adds per candidate (the Linears of the
+    inspected module, on every token), else ``config.search_tokens``. Small models get the
+    exact search, which is cheap for them; 2B and up a bounded one."""
+    if config.search_tokens is None:
+        return total
+    inspect = layer.get_submodule(pair.inspect)
+    modules = [inspect] if isinstance(inspect, nn.Linear) else list(inspect.modules())
+    per_token = sum(m.in_features * m.out_features for m in modules if isinstance(m, nn.Linear))
+    return total if total * per_token <= config.exact_search_macs else min(total, config.search_tokens)
+
+
+def evenly_spread_samples(token_counts: Sequence[int], budget: int) -> list[int]:
+    """Indices of samples spread evenly over the list whose tokens add up to at most
+    ``budget`` (at least one sample): what a token-mixing module is evaluated on."""
+    total = sum(token_counts)
+    if total <= budget:
+        return list(range(len(token_counts)))
+    step = total / budget
+    chosen, used = [], 0
+    position = 0.0
+    while position < len(token_counts):
+        i = int(position)
+        if not chosen or used + token_counts[i] <= budget:
+            if i not in chosen:
+                chosen.append(i)
+                used += token_counts[i]
+        position += max(1.0, step)
+    return chosen
+
+
+def clipped_linears(spec: ArchSpec) -> list[str]:
+    return [name for name in spec.quantized_linears if name not in NOT_CLIPPED]
+
+
 # -- scale search --------------------------------------------------------------------------
 
 
 @torch.inference_mode()
-def search_layer_scales(layer: nn.Module, runner: LayerRunner, spec: ArchSpec, config: AWQConfig) -> LayerScales:
+def search_layer_scales(layer: nn.Module, runner: LayerRunner, spec: ArchSpec, config: AWQConfig,
+                        gathered: SearchInputs | None = None, progress: Progress = lambda _what: None) -> LayerScales:
     """Search every smoothing pair of ``spec`` on the (float) ``layer``; the layer is not
     modified, so the result can be inspected, cached, or applied later."""
+    gathered = gathered or gather_search_inputs(layer, runner, spec, config)
     searches, skipped = [], {}
+    supported = [pair for pair in spec.smoothing_pairs if pair.linears[0] in gathered.pairs]
     for pair in spec.smoothing_pairs:
         reason = unsupported_reason(layer, pair)
         if reason:
             logger.debug("AWQ layer: %s", reason)
             skipped.update({name: reason for name in pair.linears})
             continue
-        searches.append(search_pair(layer, runner, pair, config))
+        progress(f"AWQ scales: pair {supported.index(pair) + 1}/{len(supported)}")
+        searches.append(search_pair(layer, runner, pair, config, gathered.pairs[pair.linears[0]]))
     return LayerScales(tuple(searches), skipped)
 
 
@@ -135,79 +250,70 @@ def unsupported_reason(layer: nn.Module, pair: SmoothingPair) -> str | None:
 
 
 @torch.inference_mode()
-def search_pair(layer: nn.Module, runner: LayerRunner, pair: SmoothingPair, config: AWQConfig) -> ScaleSearch:
-    """Cache this pair's inputs, then grid-search its scales (algorithms.awq.search_scales)."""
-    inputs = collect_inputs(layer, runner, pair.linears[0])
-    x_mean = AbsMeanAccumulator(inputs[0].shape[-1], runner.device)
-    for chunk in token_chunks(inputs, config.chunk_tokens):
-        x_mean.add_batch(chunk.to(runner.device))
-    evaluate = pair_evaluator(layer, runner, pair, inputs, config.chunk_tokens)
-    weights = [layer.get_submodule(name).weight.detach() for name in pair.linears]
-    search = search_scales(x_mean.mean, weights, evaluate, bits=config.bits, group_size=config.group_size,
+def search_pair(layer: nn.Module, runner: LayerRunner, pair: SmoothingPair, config: AWQConfig,
+                gathered: PairInputs) -> ScaleSearch:
+    """Grid-search one pair's scales (algorithms.awq.search_scales) on its gathered inputs.
+
+    Where the spec allows (``SmoothingPair.row_subset``), candidates are scored on at most
+    ``config.search_rows`` evenly spaced output rows of the pair's Linears: their
+    fake-quantization and the inspected module shrink with them (2B's gate/up: 8960 rows),
+    while the scale formula still reads the weights' statistics over every row."""
+    linears = [layer.get_submodule(name) for name in pair.linears]
+    weights = [linear.weight.detach() for linear in linears]
+    rows = row_subset(weights[0].shape[0], config.search_rows) if pair.row_subset else None
+    scored = weights if rows is None else [w[rows] for w in weights]
+    fixed: dict[str, torch.Tensor] = {}
+    if rows is not None:
+        for name, linear in zip(pair.linears, linears):
+            if linear.bias is not None:
+                fixed[_param_name(pair.inspect, name, "bias")] = linear.bias.detach()[rows]
+        if pair.rows_read_by is not None:
+            reader = layer.get_submodule(pair.rows_read_by).weight.detach()
+            fixed[_param_name(pair.inspect, pair.rows_read_by)] = reader[:, rows]
+    if pair.mixes_tokens:
+        outputs = attention_outputs(layer, runner, pair, gathered.samples)
+    else:
+        outputs = token_wise_outputs(layer, runner, pair, gathered.tokens.tensor(), config.chunk_tokens)
+    evaluate = _evaluator(layer, pair, outputs, runner.device, fixed, scored)
+    search = search_scales(gathered.x_mean.mean, scored, evaluate, bits=config.bits, group_size=config.group_size,
                            zero_point=config.zero_point, n_grid=config.n_grid, duo_scaling=config.duo_scaling,
-                           prev=pair.prev, linears=pair.linears)
+                           prev=pair.prev, linears=pair.linears, w_mean=weight_mean(weights, config.group_size))
     logger.debug("AWQ %s: ratio %.2f (%s), loss %.4g vs %.4g unscaled", pair.prev, search.ratio,
                  "duo" if search.duo else "plain", search.loss, search.unscaled_loss)
     return search
 
 
-def collect_inputs(layer: nn.Module, runner: LayerRunner, name: str) -> list[torch.Tensor]:
-    """The real-token inputs [tokens, K] of Linear ``name``, one tensor per sample, kept on
-    the device the layer inputs are stored on; the forward stops right after ``name``."""
-    store = runner.inputs[0].hidden.device
-    inputs: list[torch.Tensor] = []
-    runner.forward_all(layer, hooks={name: lambda _name, x, _y: inputs.append(x.to(store))}, stop_after=name)
-    return inputs
+def row_subset(rows: int, budget: int | None) -> torch.Tensor | None:
+    """At most ``budget`` evenly spaced row indices out of ``rows``; None for all of them."""
+    if budget is None or rows <= budget:
+        return None
+    return torch.arange(rows)[:: -(-rows // budget)]
 
 
-def token_chunks(tensors: list[torch.Tensor], chunk_tokens: int) -> Iterator[torch.Tensor]:
-    """Consecutive chunks of exactly ``chunk_tokens`` rows (the last may be shorter) taken
-    from the concatenation of ``tensors``, without ever concatenating them all."""
-    pending: list[torch.Tensor] = []
-    count = 0
-    for tensor in tensors:
-        start = 0
-        while start < tensor.shape[0]:
-            take = min(chunk_tokens - count, tensor.shape[0] - start)
-            pending.append(tensor[start : start + take])
-            count += take
-            start += take
-            if count == chunk_tokens:
-                yield pending[0] if len(pending) == 1 else torch.cat(pending)
-                pending, count = [], 0
-    if pending:
-        yield pending[0] if len(pending) == 1 else torch.cat(pending)
+Outputs = Callable[[dict[str, torch.Tensor]], Iterator[torch.Tensor]]
 
 
-def pair_evaluator(layer: nn.Module, runner: LayerRunner, pair: SmoothingPair, inputs: list[torch.Tensor],
-                   chunk_tokens: int) -> Evaluate:
-    """The callable that scores a candidate: the inspect module's mean squared output error,
-    on real tokens, with the pair's Linears swapped for the candidate's fake-quantized
-    weights (torch.func.functional_call: the module itself is never modified).
+def _evaluator(layer: nn.Module, pair: SmoothingPair, outputs: Outputs, device: torch.device,
+               fixed: dict[str, torch.Tensor], scored: list[torch.Tensor]) -> Evaluate:
+    """The callable that scores a candidate: the inspect module's mean squared output error
+    on the gathered real tokens, with the pair's (scored rows of the) Linears swapped for the
+    candidate's fake-quantized weights (torch.func.functional_call: the module is never
+    modified). ``fixed``: parameters narrowed to the scored rows (biases, the reader).
 
-    The float module's outputs are computed once here and cached, in the activation dtype,
-    as AutoAWQ caches fp16_output.
+    The float outputs are computed once here and cached, in the activation dtype, as
+    AutoAWQ caches fp16_output.
     """
-    inspect = layer.get_submodule(pair.inspect)
     params = [_param_name(pair.inspect, name) for name in pair.linears]
-    dtypes = [layer.get_submodule(name).weight.dtype for name in pair.linears]
-    device, store = runner.device, runner.inputs[0].hidden.device
-    if pair.mixes_tokens:
-        def outputs(overrides: dict[str, torch.Tensor]) -> Iterator[torch.Tensor]:
-            yield from _per_sample_outputs(inspect, overrides, runner, inputs)
-    else:
-        def outputs(overrides: dict[str, torch.Tensor]) -> Iterator[torch.Tensor]:
-            for chunk in token_chunks(inputs, chunk_tokens):
-                yield functional_call(inspect, overrides, (chunk.to(device),))
-
-    reference = [y.to(store) for y in outputs({})]
+    dtypes = [w.dtype for w in scored]
+    fixed = {k: v.to(device) for k, v in fixed.items()}
+    reference = [y.clone() for y in outputs({**fixed, **{p: w.to(device) for p, w in zip(params, scored)}})]
 
     @torch.inference_mode()
     def evaluate(weights: list[torch.Tensor]) -> float:
-        overrides = {p: w.to(device, dtype) for p, w, dtype in zip(params, weights, dtypes)}
+        overrides = {**fixed, **{p: w.to(device, dtype) for p, w, dtype in zip(params, weights, dtypes)}}
         total, count = 0.0, 0
         for got, want in zip(outputs(overrides), reference):
-            diff = got.float() - want.to(device).float()
+            diff = got.float() - want.float()
             total += float(diff.pow(2).sum(dtype=torch.float64))
             count += diff.numel()
         return total / max(1, count)
@@ -215,37 +321,60 @@ def pair_evaluator(layer: nn.Module, runner: LayerRunner, pair: SmoothingPair, i
     return evaluate
 
 
-def _per_sample_outputs(module: nn.Module, overrides: dict[str, torch.Tensor], runner: LayerRunner,
-                        inputs: list[torch.Tensor]) -> Iterator[torch.Tensor]:
-    """Run an attention block on each sample with its own kwargs (M-RoPE position
-    embeddings, attention mask, ...); yield the outputs of its real tokens.
+def token_wise_outputs(layer: nn.Module, runner: LayerRunner, pair: SmoothingPair, tokens: torch.Tensor,
+                       chunk_tokens: int) -> Outputs:
+    """Outputs of a pair's token-wise inspect module (MLP, Linear) on the gathered tokens."""
+    inspect, device = layer.get_submodule(pair.inspect), runner.device
 
-    The cache holds real tokens only; padded positions are filled with zeros, which the
-    attention mask hides from every real query, and their outputs are dropped.
+    def outputs(overrides: dict[str, torch.Tensor]) -> Iterator[torch.Tensor]:
+        for start in range(0, tokens.shape[0], chunk_tokens):
+            yield functional_call(inspect, overrides, (tokens[start : start + chunk_tokens].to(device),))
+
+    return outputs
+
+
+def attention_outputs(layer: nn.Module, runner: LayerRunner, pair: SmoothingPair,
+                      samples: dict[int, torch.Tensor]) -> Outputs:
+    """Outputs of a pair's token-mixing inspect module (attention) on whole samples, each
+    with its own keyword arguments (M-RoPE position embeddings, mask, ...)."""
+    inspect, device = layer.get_submodule(pair.inspect), runner.device
+
+    def outputs(overrides: dict[str, torch.Tensor]) -> Iterator[torch.Tensor]:
+        for index, x in samples.items():
+            yield sample_output(inspect, overrides, runner.inputs[index], x, device)
+
+    return outputs
+
+
+def sample_output(module: nn.Module, overrides: dict[str, torch.Tensor], sample: LayerInputs, x: torch.Tensor,
+                  device: torch.device) -> torch.Tensor:
+    """Run an attention block on one sample's real-token inputs ``x`` with its kwargs; return
+    the outputs of its real tokens.
+
+    Padded positions are filled with zeros, which the attention mask hides from every real
+    query, and their outputs are dropped.
     """
-    device = runner.device
-    for sample, x in zip(runner.inputs, inputs):
-        mask = sample.token_mask.to(device)
-        padded = x.shape[0] != mask.numel()
-        if padded:
-            full = torch.zeros(*mask.shape, x.shape[-1], dtype=x.dtype, device=device)
-            full[mask] = x.to(device)
-        else:  # the usual one-sample batch: no scatter/gather copies
-            full = x.to(device).reshape(*mask.shape, x.shape[-1])
-        kwargs = {"hidden_states": full, **move_to(sample.kwargs, device)}
-        out = functional_call(module, overrides, (), kwargs)
-        if isinstance(out, tuple):  # attention returns (output, weights)
-            out = out[0]
-        yield out[mask] if padded else out.reshape(-1, out.shape[-1])
+    mask = sample.token_mask.to(device)
+    padded = x.shape[0] != mask.numel()
+    if padded:
+        full = torch.zeros(*mask.shape, x.shape[-1], dtype=x.dtype, device=device)
+        full[mask] = x.to(device)
+    else:  # the usual one-sample batch: no scatter/gather copies
+        full = x.to(device).reshape(*mask.shape, x.shape[-1])
+    kwargs = {"hidden_states": full, **move_to(sample.kwargs, device)}
+    out = functional_call(module, overrides, (), kwargs)
+    if isinstance(out, tuple):  # attention returns (output, weights)
+        out = out[0]
+    return out[mask] if padded else out.reshape(-1, out.shape[-1])
 
 
-def _param_name(inspect: str, linear: str) -> str:
-    """Name of ``linear``'s weight inside the ``inspect`` module (which may be the Linear)."""
+def _param_name(inspect: str, linear: str, param: str = "weight") -> str:
+    """Name of ``linear``'s weight (or bias) inside the ``inspect`` module (which may be the Linear)."""
     if linear == inspect:
-        return "weight"
+        return param
     if not linear.startswith(inspect + "."):
         raise ValueError(f"{linear} is not inside the inspected module {inspect}")
-    return f"{linear[len(inspect) + 1:]}.weight"
+    return f"{linear[len(inspect) + 1:]}.{param}"
 
 
 @torch.inference_mode()
@@ -285,46 +414,34 @@ def apply_layer_scales(layer: nn.Module, scales: LayerScales) -> dict[str, torch
 # -- clipping search -----------------------------------------------------------------------
 
 
-@torch.inference_mode()
-def search_layer_clips(layer: nn.Module, runner: LayerRunner, spec: ArchSpec, config: AWQConfig,
-                       weights: dict[str, torch.Tensor] | None = None,
-                       seconds: dict[str, float] | None = None) -> dict[str, ClipSearch]:
-    """Clipping ranges of the layer's Linears except q/k (AutoAWQ ``_search_best_clip``),
-    on the layer as it is now (scales folded), each from a sample of its real input tokens.
+def clip_inputs(gathered: SearchInputs, scales: LayerScales) -> dict[str, torch.Tensor]:
+    """Each clipped Linear's gathered input tokens as the folded layer feeds them: divided by
+    the scales of the pair that Linear consumes (x / s; float32)."""
+    divisor = {name: search.scales for search in scales.searches for name in search.linears}
+    inputs = {}
+    for name, sample in gathered.clip.items():
+        x = sample.tensor().float()
+        inputs[name] = x / divisor[name].to(x.device) if name in divisor else x
+    return inputs
 
-    weights: the weights to clip by Linear name (the float32 folded ones); default: the
-    layer's own."""
-    names = [name for name in spec.quantized_linears if name not in NOT_CLIPPED]
-    start = time.perf_counter()
-    samples = collect_token_sample(layer, runner, names, config.clip_tokens)
-    _spread(seconds, names, time.perf_counter() - start)
+
+@torch.inference_mode()
+def search_layer_clips(spec: ArchSpec, config: AWQConfig, weights: dict[str, torch.Tensor],
+                       inputs: dict[str, torch.Tensor], seconds: dict[str, float] | None = None,
+                       progress: Progress = lambda _what: None) -> dict[str, ClipSearch]:
+    """Clipping ranges of the layer's Linears except q/k (AutoAWQ ``_search_best_clip``), for
+    the folded float32 ``weights``, each on a sample of its real input tokens (``clip_inputs``)."""
+    names = clipped_linears(spec)
     clips = {}
-    for name in names:
+    for i, name in enumerate(names):
+        progress(f"AWQ clip: linear {i + 1}/{len(names)}")
         start = time.perf_counter()
-        weight = (weights or {}).get(name, layer.get_submodule(name).weight)
-        clips[name] = search_clip(weight, samples[name].to(weight.device), bits=config.bits,
+        weight = weights[name]
+        clips[name] = search_clip(weight, inputs[name].to(weight.device), bits=config.bits,
                                   group_size=config.group_size, zero_point=config.zero_point,
                                   max_shrink=config.max_shrink)
         _spread(seconds, [name], time.perf_counter() - start)
     return clips
-
-
-def collect_token_sample(layer: nn.Module, runner: LayerRunner, names: list[str],
-                         max_tokens: int) -> dict[str, torch.Tensor]:
-    """For each Linear, at most ``max_tokens`` of its real input tokens, evenly spaced over
-    the whole calibration set (AutoAWQ takes every n-th token), on the compute device."""
-    total = sum(int(s.token_mask.sum()) for s in runner.inputs)
-    stride = max(1, -(-total // max_tokens))
-    seen = dict.fromkeys(names, 0)
-    picked: dict[str, list[torch.Tensor]] = {name: [] for name in names}
-
-    def hook(name: str, x: torch.Tensor, _y: torch.Tensor) -> None:
-        picked[name].append(x[(-seen[name]) % stride :: stride])
-        seen[name] += x.shape[0]
-
-    # The spec lists the Linears in forward order: nothing after the last one needs to run.
-    runner.forward_all(layer, hooks=dict.fromkeys(names, hook), stop_after=names[-1])
-    return {name: torch.cat(parts)[:max_tokens] for name, parts in picked.items()}
 
 
 # -- modules and reports -------------------------------------------------------------------

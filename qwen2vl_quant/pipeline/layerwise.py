@@ -37,11 +37,14 @@ class StepResult:
     outputs: list[torch.Tensor] | None = None
 
 
-# (layer, index, runner, meter) -> StepResult. A step replaces the layer's Linears in place.
-# ``meter.originals`` maps each Linear to the float weight its quantized version is measured
-# against; a step that rewrites the float model (AWQ folds its scales into norms and
-# weights) updates it to the rewritten, still unquantized weights.
-LayerStep = Callable[[nn.Module, int, LayerRunner, ErrorMeter], StepResult]
+# Tells the progress bar what a step is doing now ("AWQ scales: pair 2/3").
+Progress = Callable[[str], None]
+
+# (layer, index, runner, meter, progress) -> StepResult. A step replaces the layer's Linears
+# in place. ``meter.originals`` maps each Linear to the float weight its quantized version is
+# measured against; a step that rewrites the float model (AWQ folds its scales into norms
+# and weights) updates it to the rewritten, still unquantized weights.
+LayerStep = Callable[[nn.Module, int, LayerRunner, ErrorMeter, Progress], StepResult]
 
 
 class LayerSink(Protocol):
@@ -94,7 +97,7 @@ def run_layers(
         originals = {name: layer.get_submodule(name).weight.detach() for name in spec.quantized_linears}
         meter = ErrorMeter(layer, originals, total_tokens)
         stage(index, "quantize")
-        result = step(layer, index, runner, meter)
+        result = step(layer, index, runner, meter, lambda what, index=index: stage(index, what))
         next_hidden = result.outputs
         if next_hidden is None:
             stage(index, "outputs")

@@ -78,6 +78,40 @@ class LayerRunner:
                 handle.remove()
 
 
+class StridedSample:
+    """About ``max_tokens`` real tokens, evenly spaced over a stream of [tokens, K] batches
+    that holds ``total_tokens`` in all (AutoAWQ takes every n-th token the same way; the
+    spacing here is fractional, so the whole budget is used): statistics that need only a
+    sample of the tokens, spread over the whole calibration set."""
+
+    def __init__(self, total_tokens: int, max_tokens: int, device: torch.device | None = None) -> None:
+        self.total = max(1, total_tokens)
+        self.max_tokens = max(1, max_tokens)
+        self.device = device
+        self.seen = 0
+        self.parts: list[torch.Tensor] = []
+
+    def rows(self, count: int) -> torch.Tensor | slice:
+        """Which of the next ``count`` tokens of the stream are in the sample; moves past them.
+
+        Token j of the stream is kept when floor(j * max / total) steps up at j (token 0
+        always): min(max, total) tokens in all, one every total / max."""
+        start, self.seen = self.seen, self.seen + count
+        if self.max_tokens >= self.total:
+            return slice(None)
+        j = torch.arange(start - 1, start + count, dtype=torch.int64)
+        steps = torch.div(j * self.max_tokens, self.total, rounding_mode="floor")
+        return torch.nonzero(steps[1:] > steps[:-1]).flatten()
+
+    def add(self, x: torch.Tensor) -> None:
+        """Keep the sampled rows of the next batch ``x`` [tokens, K]."""
+        kept = x[self.rows(x.shape[0])]
+        self.parts.append(kept if self.device is None else kept.to(self.device))
+
+    def tensor(self) -> torch.Tensor:
+        return torch.cat(self.parts)
+
+
 class ErrorMeter:
     """Relative output error ||y_q - y|| / ||y|| of each quantized Linear, where y uses the
     float reference weight and both see the inputs of the quantized model.
@@ -90,12 +124,15 @@ class ErrorMeter:
                  max_tokens: int = 1024) -> None:
         self.layer = layer
         self.originals = originals
-        self.stride = max(1, -(-total_tokens // max_tokens))
+        self.total_tokens, self.max_tokens = total_tokens, max_tokens
+        self.samples: dict[str, StridedSample] = {}
         self.sums: dict[str, list[float]] = {name: [0.0, 0.0] for name in originals}
 
     def add(self, name: str, x: torch.Tensor, y: torch.Tensor) -> None:
         """x, y: [tokens, features] input and output of the quantized Linear (real tokens)."""
-        x, y = x[:: self.stride], y[:: self.stride]
+        sample = self.samples.setdefault(name, StridedSample(self.total_tokens, self.max_tokens))
+        rows = sample.rows(x.shape[0])
+        x, y = x[rows], y[rows]
         bias = getattr(self.layer.get_submodule(name), "bias", None)
         reference = F.linear(x, self.originals[name].to(x.dtype), bias).float()
         self.sums[name][0] += float((y.float() - reference).pow(2).sum())
