@@ -32,7 +32,7 @@ import triton
 from qwen2vl_quant.kernels.compile_check import check_shipped
 from qwen2vl_quant.kernels.dispatch import available_paths, prepare, quantized_linear, resolve_path
 from qwen2vl_quant.kernels.layout import PackedFormat
-from qwen2vl_quant.kernels.testing import random_packed
+from qwen2vl_quant.testing.packed import random_packed
 
 # (in_features K, out_features N) of the language model's Linears (config.json of
 # Qwen/Qwen2-VL-2B-Instruct and -7B-Instruct: hidden, intermediate, kv heads x 128).
@@ -103,8 +103,8 @@ def machine() -> dict:
 def bench_shape(model, proj, k, n, fmt_name, ms, device, min_time, with_reference, log):
     layout, bits, group_size = FORMATS[fmt_name]
     fmt = PackedFormat(layout, bits)
-    group = k if group_size == -1 else group_size
     w = random_packed(layout, bits, k, n, group_size, device=device)
+    group = w.group
     prepared = prepare(layout, bits, group_size, w.qweight, w.qzeros, w.scales, w.g_idx, device)
     dense = torch.randn(n, k, dtype=torch.bfloat16, device=device) / k**0.5
     peak = peak_gbs(torch.cuda.get_device_name()) if device.type == "cuda" else None

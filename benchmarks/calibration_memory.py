@@ -99,7 +99,7 @@ def main(argv: list[str] | None = None) -> int:
 # ----------------------------------------------------------------------------- setup
 
 def build_model(out: Path) -> Path:
-    from qwen2vl_quant.tiny_model import build_tiny_qwen2vl
+    from qwen2vl_quant.testing.tiny_model import build_tiny_qwen2vl
 
     if (out / "config.json").is_file():
         return out
@@ -146,8 +146,8 @@ def write_data(folder: Path, count: int) -> Path:
 def measure(model_dir: Path, data: Path, n: int, mode: str) -> dict:
     import torch
 
-    from qwen2vl_quant.arch import QWEN2_VL
     from qwen2vl_quant.calibration.batches import CalibrationSummary, build_samples, iter_samples
+    from qwen2vl_quant.config import CalibrationConfig
     from qwen2vl_quant.pipeline.layerwise import capture_inputs
     from qwen2vl_quant.pipeline.source import DirectorySource, load_processor
 
@@ -155,15 +155,15 @@ def measure(model_dir: Path, data: Path, n: int, mode: str) -> dict:
     cpu = torch.device("cpu")
     processor = load_processor(model_dir)
     source = DirectorySource(model_dir)
-    options = dict(num_samples=n, max_pixels=MAX_PIXELS)
+    options = CalibrationConfig(num_samples=n, max_pixels=MAX_PIXELS)
     # Warm-up on one photo sample: lazy imports (PIL plugins, torchvision transforms) and the
     # allocator's first pools are a fixed cost of the process, not of the samples.
-    build_samples(write_data(data.parent, 1), processor, **options)
+    build_samples(write_data(data.parent, 1), processor, options)
     row: dict = {"mode": mode, "samples": n}
     started = time.perf_counter()
     if mode != "stream":
         start = reset_peak()
-        samples, summary = build_samples(data, processor, **options)
+        samples, summary = build_samples(data, processor, options)
         kept = sum(tensor_bytes(s.inputs) for s in samples)
         row.update(build_peak_mb=mb(peak() - start), processor_tensors_mb=mb(kept),
                    build_working_mb=mb(peak() - start - kept))
@@ -172,11 +172,11 @@ def measure(model_dir: Path, data: Path, n: int, mode: str) -> dict:
         return _finish(row, summary, started)
     if mode == "list":
         start = reset_peak()
-        inputs = capture_inputs(source, samples, QWEN2_VL, cpu, cpu, show_progress=False)
+        inputs = capture_inputs(source, samples, cpu, cpu, show_progress=False)
     else:
         summary = CalibrationSummary()
         start = reset_peak()
-        inputs = capture_inputs(source, iter_samples(data, processor, summary, **options), QWEN2_VL, cpu, cpu,
+        inputs = capture_inputs(source, iter_samples(data, processor, summary, options), cpu, cpu,
                                 show_progress=False)
     activations = sum(tensor_bytes({"h": i.hidden, **i.kwargs}) for i in inputs)
     row.update(capture_peak_mb=mb(peak() - start), activations_mb=mb(activations),

@@ -42,7 +42,7 @@ MAX_KL = 0.5
 def quantize_all(model: Path, work: Path, calib: Path, samples: int) -> tuple[list[tuple[str, str]], list[str]]:
     """(label, directory) of every method, and a note of how long each took."""
     from qwen2vl_quant import CalibrationConfig, GPTQConfig, RTNConfig, quantize_checkpoint
-    from qwen2vl_quant.awq_config import AWQConfig
+    from qwen2vl_quant.config import AWQConfig
 
     methods = [("GPTQ-Int8", GPTQConfig(bits=8)), ("GPTQ-Int4", GPTQConfig(bits=4)), ("AWQ", AWQConfig(bits=4)),
                ("RTN-Int4", RTNConfig(bits=4))]

@@ -32,7 +32,7 @@ from pathlib import Path
 
 from PIL import Image, ImageDraw
 
-from qwen2vl_quant.sample_data import SHAPES, draw_shape
+from qwen2vl_quant.testing.sample_data import SHAPES, draw_shape
 
 IMAGE_SIZE = 112  # 4x4 merged visual tokens of 28x28 px
 CELL = IMAGE_SIZE // 2

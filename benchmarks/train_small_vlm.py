@@ -7,7 +7,7 @@ synthetic picture-question task of shapes_task.py (count the shapes, name their 
 their kind, read a seven-segment digit, yes/no), and writes
 
     OUT/                     the BF16 checkpoint: config, safetensors, tokenizer, processor,
-                             chat template (the real Qwen2-VL files, from qwen2vl_quant.tiny_model)
+                             chat template (the real Qwen2-VL files, from qwen2vl_quant.testing.tiny_model)
     OUT/heldout_vqa.jsonl    held-out questions: {"image", "question", "answers"} (paths relative)
     OUT/calib.jsonl          calibration conversations (separate training-distribution pictures)
     OUT/training.json        how it was trained and its held-out accuracy along the way
@@ -45,7 +45,7 @@ from PIL import Image
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import shapes_task  # noqa: E402
 
-from qwen2vl_quant.tiny_model import build_tiny_qwen2vl  # noqa: E402
+from qwen2vl_quant.testing.tiny_model import build_tiny_qwen2vl  # noqa: E402
 
 log = logging.getLogger("train_small_vlm")
 

@@ -75,7 +75,7 @@ from versus.settings import GB, METHODS, REPO, RESULTS_DIR, SCRIPT
 def prepare_model(args: argparse.Namespace) -> Path:
     """The model: --model-dir if it holds one of this preset's shape, else built there (or in
     WORKDIR/model-PRESET) in a child process, so the parent stays small."""
-    from qwen2vl_quant.tiny_model import PRESETS
+    from qwen2vl_quant.testing.tiny_model import PRESETS
 
     model_dir = args.model_dir or args.workdir / f"model-{args.preset}"
     config_path = model_dir / "config.json"
@@ -83,7 +83,7 @@ def prepare_model(args: argparse.Namespace) -> Path:
         print(f"building the {args.preset} random-weight Qwen2-VL in {model_dir} ...", flush=True)
         t = time.perf_counter()
         code = ("import sys, logging; logging.basicConfig(level=logging.INFO);"
-                "from qwen2vl_quant.tiny_model import build_tiny_qwen2vl;"
+                "from qwen2vl_quant.testing.tiny_model import build_tiny_qwen2vl;"
                 "build_tiny_qwen2vl(sys.argv[1], preset=sys.argv[2])")
         subprocess.run([sys.executable, "-c", code, str(model_dir), args.preset], check=True, cwd=REPO, env=child_env())
         print(f"built in {time.perf_counter() - t:.0f} s", flush=True)

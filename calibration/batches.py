@@ -30,6 +30,8 @@ from typing import Any
 
 import torch
 
+from qwen2vl_quant.config import CalibrationConfig
+
 from .errors import CalibrationDataError, SampleSkipped
 from .process import Limits, process_conversation, process_ready
 from .records import is_processor_output
@@ -105,49 +107,31 @@ class CalibrationSummary:
 
 
 def build_samples(calib_data: Any, processor: Any = None,
-                  **options: Any) -> tuple[list[CalibrationSample], CalibrationSummary]:
-    """Turn ``calib_data`` (any form sources.py accepts; None: the built-in set) into samples.
-
-    options: those of ``iter_samples`` (num_samples, seed, shuffle, pixel and token bounds,
-    skip_bad_samples). Raises CalibrationDataError naming the first bad sample (unless
-    ``skip_bad_samples``) or when no sample is usable; logs the summary.
+                  calibration: CalibrationConfig = CalibrationConfig()) -> tuple[list[CalibrationSample], CalibrationSummary]:
+    """Turn ``calib_data`` (any form sources.py accepts; None: the built-in set) into samples
+    chosen and bounded as ``calibration`` says. Raises CalibrationDataError naming the
+    first bad sample (unless ``skip_bad_samples``) or when no sample is usable; logs the summary.
     """
     summary = CalibrationSummary()
-    samples = list(iter_samples(calib_data, processor, summary, **options))
+    samples = list(iter_samples(calib_data, processor, summary, calibration))
     logger.info("calibration: %s", summary.describe())
     for reason, message in summary.first_skip.items():
         logger.info("calibration: skipped for %s, e.g. %s", reason, message)
     return samples, summary
 
 
-def iter_samples(
-    calib_data: Any,
-    processor: Any,
-    summary: CalibrationSummary,
-    *,
-    num_samples: int | None = None,
-    seed: int = 0,
-    shuffle: bool = False,
-    min_pixels: int | None = None,
-    max_pixels: int | None = None,
-    max_length: int = 4096,
-    max_frames: int = 16,
-    fps: float = 2.0,
-    max_visual_tokens: int | None = 2048,
-    truncate_long_samples: bool = True,
-    skip_bad_samples: bool = False,
-) -> Iterator[CalibrationSample]:
+def iter_samples(calib_data: Any, processor: Any, summary: CalibrationSummary,
+                 calibration: CalibrationConfig = CalibrationConfig()) -> Iterator[CalibrationSample]:
     """``build_samples`` as a generator: one sample processed at a time; ``summary`` is
     filled in as it goes. Raises at the end if no sample was usable."""
-    if num_samples is not None and num_samples < 1:
-        raise CalibrationDataError(f"num_samples must be at least 1, got {num_samples}")
-    limits = Limits(min_pixels=min_pixels, max_pixels=max_pixels, max_frames=max_frames, fps=fps,
-                    max_visual_tokens=max_visual_tokens, max_length=max_length, truncate=truncate_long_samples)
+    c = calibration
+    limits = Limits(min_pixels=c.min_pixels, max_pixels=c.max_pixels, max_frames=c.max_frames, fps=c.fps,
+                    max_visual_tokens=c.max_visual_tokens, max_length=c.max_length, truncate=c.truncate_long_samples)
     special = SpecialIds.of(processor)
     sources = open_sources(calib_data)
-    summary.requested = num_samples
+    summary.requested = c.num_samples
     summary.available = sum(len(source) for source in sources) if isinstance(sources, list) else None
-    for where, label, load in _candidates(sources, num_samples, seed, shuffle):
+    for where, label, load in _candidates(sources, c.num_samples, c.seed, c.shuffle):
         try:
             record = load()
             if is_processor_output(record):
@@ -156,7 +140,7 @@ def iter_samples(
                 processed = process_conversation(record, processor, limits)
         except CalibrationDataError as exc:
             located = exc.located(where)
-            if not skip_bad_samples:
+            if not c.skip_bad_samples:
                 if located is exc:
                     raise
                 raise located from exc
@@ -169,7 +153,7 @@ def iter_samples(
             continue
         summary.add(label, count_tokens(processed.inputs, special), processed.truncated, processed.downscaled)
         yield CalibrationSample(processed.inputs, name=where, source=label)
-        if num_samples is not None and summary.samples >= num_samples:
+        if c.num_samples is not None and summary.samples >= c.num_samples:
             break
     if summary.samples == 0:
         raise CalibrationDataError(f"no usable calibration samples ({summary.describe()})")

@@ -26,6 +26,8 @@ from PIL import Image, UnidentifiedImageError
 from .errors import CalibrationDataError, Reason
 
 # Qwen2-VL sees 14x14 patches merged 2x2: one visual token per 28x28 pixels.
+# Pixels per side of one visual token: patch 14 merged 2x2 (Qwen2-VL, Qwen2.5-VL); Qwen3-VL's
+# patch 16 makes it 32. Read from the processor (process.token_side), 28 where none says.
 PIXELS_PER_TOKEN_SIDE = 28
 URL_TIMEOUT_S = 10
 MAX_ASPECT_RATIO = 200  # Qwen2-VL's image processor refuses more extreme shapes
@@ -97,13 +99,14 @@ def local_path(value: str) -> Path:
     return Path(value)
 
 
-def bounded_size(height: int, width: int, min_pixels: int, max_pixels: int) -> tuple[int, int]:
-    """Size rounded to multiples of 28 with height*width in [min_pixels, max_pixels].
+def bounded_size(height: int, width: int, min_pixels: int, max_pixels: int,
+                 factor: int = PIXELS_PER_TOKEN_SIDE) -> tuple[int, int]:
+    """Size rounded to multiples of ``factor`` (a visual token's side) with height*width in
+    [min_pixels, max_pixels].
 
-    The same rule as Qwen2-VL's image processor (smart_resize), so the visual-token budget
+    The same rule as the Qwen VL image processors (smart_resize), so the visual-token budget
     that the user asks for is exactly what the model sees.
     """
-    factor = PIXELS_PER_TOKEN_SIDE
     if max(height, width) / max(1, min(height, width)) > MAX_ASPECT_RATIO:
         raise CalibrationDataError(
             f"image aspect ratio {width}x{height} is too extreme (over {MAX_ASPECT_RATIO}:1)", Reason.BAD_IMAGE

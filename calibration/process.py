@@ -76,7 +76,13 @@ def process_conversation(conversation: Conversation, processor: Any, limits: Lim
     if images:
         kwargs["images"] = images
     if videos:
-        kwargs["videos"] = videos
+        kwargs["videos"] = [frames for frames, _ in videos]
+        # The frames are the ones we chose: tell the processor their rate (Qwen2.5-VL's time
+        # positions, Qwen3-VL's timestamps; both assume 24 fps otherwise) and that it must not
+        # pick frames again (Qwen3-VL's video processor samples 2 fps by default).
+        kwargs["video_metadata"] = [{"fps": fps, "total_num_frames": len(frames),
+                                     "frames_indices": list(range(len(frames)))} for frames, fps in videos]
+        kwargs["do_sample_frames"] = False
     features = processor(**kwargs)
     del images, videos, kwargs
     inputs = {k: v for k, v in features.items() if isinstance(v, torch.Tensor)}
@@ -85,7 +91,7 @@ def process_conversation(conversation: Conversation, processor: Any, limits: Lim
 
 
 def _decode_media(items: list[dict[str, Any]], processor: Any, limits: Limits,
-                  budget: int | None) -> tuple[list[Any], list[list[Any]], bool]:
+                  budget: int | None) -> tuple[list[Any], list[tuple[list[Any], float]], bool]:
     """Open every item (headers only), plan sizes within ``budget``, decode to those sizes.
     The opened files are closed (and unreferenced) when this returns."""
     with ExitStack() as stack:
@@ -98,7 +104,13 @@ def _decode_media(items: list[dict[str, Any]], processor: Any, limits: Limits,
         plan = plan_sizes(shapes, budget)
         images, videos = [], []
         for item, handle, (height, width) in zip(items, opened, plan.sizes):
-            (images if item["type"] == "image" else videos).append(handle.decode(height, width))
+            if item["type"] == "image":
+                images.append(handle.decode(height, width))
+            else:
+                frames = handle.decode(height, width)
+                # Frames are merged in pairs; Qwen3-VL refuses a lone frame that the others
+                # would repeat anyway.
+                videos.append((frames * 2 if len(frames) == 1 else frames, handle.fps))
     return images, videos, plan.downscaled
 
 
@@ -123,16 +135,23 @@ def _visual_budget(ids: list[int], special: SpecialIds, limits: Limits) -> int |
     return room if limits.max_visual_tokens is None else min(room, limits.max_visual_tokens)
 
 
+def token_side(processor: Any) -> int:
+    """Pixels per side of one visual token: the image processor's patch size times its merge size."""
+    image = processor.image_processor
+    return int(getattr(image, "patch_size", 14)) * int(getattr(image, "merge_size", 2))
+
+
 def _open(item: dict[str, Any], processor: Any, limits: Limits) -> tuple[Any, MediaShape]:
     kind = item["type"]
     part = processor.image_processor if kind == "image" else getattr(processor, "video_processor", None)
     lo, hi = _pixel_bounds(part, DEFAULT_IMAGE_PIXELS if kind == "image" else DEFAULT_VIDEO_PIXELS, limits, item)
+    side = token_side(processor)
     if kind == "image":
         handle = open_image(item["image"])
-        return handle, MediaShape(handle.height, handle.width, lo, hi)
+        return handle, MediaShape(handle.height, handle.width, lo, hi, side=side)
     handle = open_video(item["video"], fps=limits.fps, max_frames=int(item.get("max_frames", limits.max_frames)),
                         item_fps=item.get("fps"))
-    return handle, MediaShape(handle.height, handle.width, lo, hi, frames=handle.num_frames, video=True)
+    return handle, MediaShape(handle.height, handle.width, lo, hi, frames=handle.num_frames, video=True, side=side)
 
 
 def _pixel_bounds(part: Any, default: tuple[int, int], limits: Limits, item: dict[str, Any]) -> tuple[int, int]:

@@ -32,12 +32,21 @@ IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".webp", ".bmp", ".gif", ".tif", ".ti
 INSTALL_HINT = "pip install 'qwen2vl-quant[video]'"
 
 
+def kept_rate(kept: int, total: int, source_fps: float | None, fps: float) -> float:
+    """Frames per second of the ``kept`` frames spread over a clip of ``total`` frames taken
+    at ``source_fps``; without a source rate, the rate asked for (``fps``)."""
+    if not source_fps or source_fps <= 0 or total <= 0:
+        return fps
+    return kept * source_fps / total
+
+
 class OpenedVideo(Protocol):
     """A video whose frame size and chosen frame count are known before decoding."""
 
     height: int
     width: int
     num_frames: int
+    fps: float  # rate of the chosen frames (the processor's video_metadata)
 
     def decode(self, height: int, width: int) -> list[Image.Image]: ...
 
@@ -99,6 +108,7 @@ class FrameList:
         # Frames of one video must share a size; the first one decides it.
         self.height, self.width = self._frames[0].height, self._frames[0].width
         self.num_frames = len(self._frames)
+        self.fps = kept_rate(self.num_frames, len(frames), source_fps, fps)
 
     def decode(self, height: int, width: int) -> list[Image.Image]:
         return [frame.decode(height, width) for frame in self._frames]
@@ -119,8 +129,9 @@ class VideoFile:
             stream = self._stream()
             total = stream.frames or self._count_frames()
             rate = stream.average_rate or stream.guessed_rate
-            self._indices = frame_indices(total, fps=fps, max_frames=max_frames,
-                                          source_fps=float(rate) if rate else None)
+            source_fps = float(rate) if rate else None
+            self._indices = frame_indices(total, fps=fps, max_frames=max_frames, source_fps=source_fps)
+            self.fps = kept_rate(len(self._indices), total, source_fps, fps)
             self.height, self.width = stream.codec_context.height, stream.codec_context.width
         except CalibrationDataError:
             self.close()

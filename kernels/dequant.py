@@ -1,12 +1,12 @@
 """Dequantize a packed weight to a dense [K, N] matrix, for large M: dequant + torch.matmul.
 
-Contract (dequantize / dequant_matmul):
+Contract (triton_dequantize / dequant_matmul):
     qweight  int32, layout per layout.py; qzeros int32 [G, N/pack];
     scales   fp16 | bf16 | fp32 [G, N]; all contiguous, on a CUDA device (or CPU under
              TRITON_INTERPRET=1)
     groups   contiguous (row k in group k // group_size); group_size a multiple of 16 when G > 1
     dtype    bf16 | fp16: the dense weight's dtype (x's dtype in dequant_matmul)
-    returns  dense W [K, N] (dequantize) or x @ W [M, N] in x's dtype (dequant_matmul)
+    returns  dense W [K, N] (triton_dequantize) or x @ W [M, N] in x's dtype (dequant_matmul)
 
 From a few hundred rows a GEMM is compute-bound and cuBLAS beats a Triton dequant-GEMM,
 so the weight is expanded once per call (K*N*2 bytes written and read back, small next
@@ -25,7 +25,7 @@ import triton.language as tl
 
 from .configs import DEQUANT_CONFIG, PROGRAMS_PER_SM, KernelConfig, plan_k
 from .launch import ACTIVATION_DTYPES, check_launch, sm_count
-from .layout import PackedFormat, packed_shape, reference_matmul  # noqa: F401  (the plain-torch reference)
+from .layout import PackedFormat, packed_shape
 from .tiles import dequant_tile, load_group
 
 
@@ -73,7 +73,7 @@ def dequant_grid(k: int, n: int, group: int, config: KernelConfig, sm: int, spli
     return plan, (plan.splits, n_blocks)
 
 
-def dequantize(
+def triton_dequantize(
     qweight: torch.Tensor,
     qzeros: torch.Tensor,
     scales: torch.Tensor,
@@ -86,12 +86,12 @@ def dequantize(
 ) -> torch.Tensor:
     """Dense W [K, N] in dtype (see module docstring for the contract)."""
     if dtype not in ACTIVATION_DTYPES:
-        raise ValueError(f"dequantize: dtype must be bfloat16 or float16, got {dtype}")
+        raise ValueError(f"triton_dequantize: dtype must be bfloat16 or float16, got {dtype}")
     if config.kernel != "dequant":
-        raise ValueError(f"dequantize: {config.name} is not a dequant config")
+        raise ValueError(f"triton_dequantize: {config.name} is not a dequant config")
     # The checks of check_launch, with a stand-in x of one row.
     probe = torch.empty((1, packed_shape(fmt, qweight)[0]), dtype=dtype, device=qweight.device)
-    _, k, n, group = check_launch("dequantize", probe, qweight, qzeros, scales, fmt, group_size)
+    _, k, n, group = check_launch("triton_dequantize", probe, qweight, qzeros, scales, fmt, group_size)
     plan, grid = dequant_grid(k, n, group, config, sm_count(qweight.device), split)
     w = torch.empty((k, n), dtype=dtype, device=qweight.device)
     dequant_kernel[grid](
@@ -114,6 +114,6 @@ def dequant_matmul(
     *,
     config: KernelConfig = DEQUANT_CONFIG,
 ) -> torch.Tensor:
-    """x [M, K] @ dequantize(...) [K, N] -> [M, N] in x's dtype."""
+    """x [M, K] @ triton_dequantize(...) [K, N] -> [M, N] in x's dtype."""
     check_launch("dequant_matmul", x, qweight, qzeros, scales, fmt, group_size)
-    return torch.matmul(x, dequantize(qweight, qzeros, scales, fmt, group_size, x.dtype, config=config))
+    return torch.matmul(x, triton_dequantize(qweight, qzeros, scales, fmt, group_size, x.dtype, config=config))

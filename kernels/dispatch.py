@@ -22,14 +22,19 @@ contiguous (Marlin, ExLlamaV2), and each call gathers x's columns with the same
 permutation. The permuted qweight is a second copy of the packed weight (only for
 act-order); the reference path keeps reading the checkpoint tensors as given. On CPU the
 int4/int8 op tables are a converted copy too (as large as the packed weight). No path
-caches a dense weight: that would cost the memory the quantization saved.
+caches a dense weight on its own: a caller may pass ``dense_cache`` (calibration runs each
+freshly quantized layer over every sample, and keeps its dequantized weight meanwhile).
+
+prepare() checks the packed tensors and works out which paths can run the weight, once;
+each call only checks its input. Each call counts its (M, path) in ``PreparedWeight.calls``,
+which the benchmark reads to report the path taken.
 """
 
 from __future__ import annotations
 
 import contextlib
-import logging
-from dataclasses import dataclass
+from collections import Counter
+from dataclasses import dataclass, field
 
 import torch
 
@@ -49,11 +54,9 @@ from .decode import decode_matmul
 from .dequant import dequant_matmul
 from .gemm import gemm_matmul
 from .launch import ACTIVATION_DTYPES, interpreting
-from .layout import PackedFormat, check_packed, pack_rows
-from .reference import dequantize_awq, dequantize_gptq, unpack_rows
+from .layout import PackedFormat, check_packed
+from .reference import dequantize, pack_rows, unpack_rows
 from .torch_dequant import dequantize_torch
-
-logger = logging.getLogger(__name__)
 
 TRITON_PATHS = ("triton_decode", "triton_gemm", "triton_dequant")
 CPU_PATHS = ("cpu_int4", "cpu_int8")
@@ -91,6 +94,8 @@ class PreparedWeight:
     sorted_qweight: torch.Tensor | None
     cpu: CpuInt4Weight | CpuInt8Weight | None
     unsupported: tuple[tuple[str, str], ...]  # (path, reason) for paths this weight cannot use
+    available: tuple[str, ...] = ()  # paths that can run it, in order of preference (prepare)
+    calls: Counter = field(default_factory=Counter)  # (M, path) -> calls, for the benchmark
 
     @property
     def layout(self) -> str:
@@ -152,21 +157,21 @@ def prepare(
         unsupported += [(p, why) for p, why in (("cpu_int4", why4), ("cpu_int8", why8)) if why]
     if perm is not None:
         perm = perm.to(device)
-    return PreparedWeight(
-        fmt, k, n, group, device, qweight, qzeros, scales, g_idx, perm, sorted_qweight, cpu, tuple(unsupported)
-    )
+    unsupported = tuple(unsupported)
+    return PreparedWeight(fmt, k, n, group, device, qweight, qzeros, scales, g_idx, perm, sorted_qweight, cpu,
+                          unsupported, _available_paths(device, cpu, unsupported))
 
 
-def available_paths(prepared: PreparedWeight) -> tuple[str, ...]:
-    """Paths that can run this weight on its device, in order of preference."""
-    blocked = {p for p, _ in prepared.unsupported}
+def _available_paths(device: torch.device, cpu: CpuInt4Weight | CpuInt8Weight | None,
+                     unsupported: tuple[tuple[str, str], ...]) -> tuple[str, ...]:
+    blocked = {p for p, _ in unsupported}
     paths: list[str] = []
-    if prepared.device.type == "cuda" or (prepared.device.type == "cpu" and interpreting()):
+    if device.type == "cuda" or (device.type == "cpu" and interpreting()):
         paths += [p for p in TRITON_PATHS if p not in blocked]
-    if prepared.device.type == "cpu":
-        if isinstance(prepared.cpu, CpuInt4Weight):
+    if device.type == "cpu":
+        if isinstance(cpu, CpuInt4Weight):
             paths.append("cpu_int4")
-        if isinstance(prepared.cpu, CpuInt8Weight):
+        if isinstance(cpu, CpuInt8Weight):
             paths.append("cpu_int8")
     if "torch_dequant" not in blocked:
         paths.append("torch_dequant")
@@ -174,9 +179,14 @@ def available_paths(prepared: PreparedWeight) -> tuple[str, ...]:
     return tuple(paths)
 
 
+def available_paths(prepared: PreparedWeight) -> tuple[str, ...]:
+    """Paths that can run this weight on its device, in order of preference."""
+    return prepared.available
+
+
 def resolve_path(prepared: PreparedWeight, m: int, path: str = "auto") -> str:
     """The path quantized_linear takes for an [M, K] input; ValueError if it cannot run."""
-    available = available_paths(prepared)
+    available = prepared.available
     if path != "auto":
         if path not in PATHS:
             raise ValueError(f"unknown path {path!r}; paths: {PATHS}")
@@ -200,16 +210,7 @@ def resolve_path(prepared: PreparedWeight, m: int, path: str = "auto") -> str:
 
 
 def _reference(x: torch.Tensor, p: PreparedWeight) -> torch.Tensor:
-    if p.fmt.layout == "awq":
-        w = dequantize_awq(p.qweight, p.qzeros, p.scales, p.group, p.bits, dtype=x.dtype)
-    else:
-        g_idx = p.g_idx
-        if g_idx is None:
-            g_idx = torch.arange(p.in_features, device=p.device, dtype=torch.int32) // p.group
-        w = dequantize_gptq(
-            p.qweight, p.qzeros, p.scales, g_idx, p.bits, v1_zero_offset=p.fmt.zero_offset == 1, dtype=x.dtype
-        )
-    return x @ w
+    return x @ dequantize(p.layout, p.qweight, p.qzeros, p.scales, p.group, p.bits, p.g_idx, dtype=x.dtype)
 
 
 def quantized_linear(
@@ -237,7 +238,7 @@ def quantized_linear(
     x2 = x.reshape(-1, p.in_features)
     m = x2.shape[0]
     chosen = resolve_path(p, m, path)
-    logger.debug("quantized_linear %s M=%d K=%d N=%d -> %s", p.fmt.describe(), m, p.in_features, p.out_features, chosen)
+    p.calls[(m, chosen)] += 1
     if m == 0:
         y = x2.new_empty((0, p.out_features))
     elif chosen == "reference":

@@ -24,7 +24,7 @@ import triton.language as tl
 
 from .configs import KernelConfig, gemm_config, plan_k
 from .launch import check_launch, dot_in_fp32
-from .layout import PackedFormat, reference_matmul  # noqa: F401  (the plain-torch reference)
+from .layout import PackedFormat
 from .tiles import dequant_tile, load_group
 
 

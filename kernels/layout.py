@@ -20,7 +20,7 @@ from dataclasses import dataclass
 
 import torch
 
-from .reference import dequantize_awq, dequantize_gptq, values_per_word
+from .reference import values_per_word
 
 LAYOUTS = ("gptq", "gptq_v2", "awq")
 SCALE_DTYPES = (torch.float16, torch.bfloat16, torch.float32)
@@ -117,34 +117,3 @@ def check_packed(
         if not t.is_contiguous():
             raise ValueError(f"{name} must be contiguous")
     return k, n, group
-
-
-def pack_rows(codes: torch.Tensor, bits: int) -> torch.Tensor:
-    """int codes [R, C] in [0, 2**bits) -> int32 [R / pack, C]: the inverse of reference.unpack_rows."""
-    pack = values_per_word(bits)
-    grouped = codes.to(torch.int64).reshape(codes.shape[0] // pack, pack, codes.shape[1])
-    shifts = torch.arange(0, 32, bits, dtype=torch.int64, device=codes.device).view(1, pack, 1)
-    words = (grouped << shifts).sum(dim=1)
-    # Wrap into the int32 range: a code in the top bits makes the word negative.
-    return torch.where(words >= 2**31, words - 2**32, words).to(torch.int32)
-
-
-def reference_matmul(
-    x: torch.Tensor,
-    qweight: torch.Tensor,
-    qzeros: torch.Tensor,
-    scales: torch.Tensor,
-    fmt: PackedFormat,
-    group_size: int,
-) -> torch.Tensor:
-    """Plain-torch x @ dequant(W) with contiguous groups: what every kernel here computes."""
-    k = x.shape[-1]
-    group = k if group_size == -1 else group_size
-    if fmt.layout == "awq":
-        w = dequantize_awq(qweight, qzeros, scales, group, fmt.bits, dtype=torch.float32)
-    else:
-        g_idx = torch.arange(k, device=qweight.device, dtype=torch.int32) // group
-        w = dequantize_gptq(
-            qweight, qzeros, scales, g_idx, fmt.bits, v1_zero_offset=fmt.zero_offset == 1, dtype=torch.float32
-        )
-    return (x.float() @ w).to(x.dtype)

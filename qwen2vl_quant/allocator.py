@@ -5,6 +5,8 @@ their factors, float32 weight copies). glibc serves such blocks from mmap only a
 threshold that it raises on its own after the first large free, after which freed blocks
 stay in the heap: the resident memory of a 28-layer run kept growing by about 0.1 GB per
 layer. Pinning the thresholds keeps large blocks in mmap, returned to the system on free.
+
+A process-wide setting: the CLI makes it before a run; the library never does on its own.
 """
 
 from __future__ import annotations
@@ -19,14 +21,11 @@ logger = logging.getLogger(__name__)
 _M_TRIM_THRESHOLD = -1  # glibc malloc.h
 _M_MMAP_THRESHOLD = -3
 THRESHOLD_BYTES = 1 << 20
-_done = False
 
 
 def return_freed_memory_to_os() -> bool:
-    """Pin glibc's mmap and trim thresholds at 1 MiB; False where that is not possible."""
-    global _done
-    if _done:
-        return True
+    """Pin glibc's mmap and trim thresholds at 1 MiB (for the whole process); False where
+    that is not possible."""
     if not sys.platform.startswith("linux"):
         return False
     try:
@@ -37,5 +36,4 @@ def return_freed_memory_to_os() -> bool:
     mallopt.argtypes = [ctypes.c_int, ctypes.c_int]
     ok = bool(mallopt(_M_MMAP_THRESHOLD, THRESHOLD_BYTES)) and bool(mallopt(_M_TRIM_THRESHOLD, THRESHOLD_BYTES))
     logger.debug("glibc malloc thresholds pinned at %d bytes: %s", THRESHOLD_BYTES, ok)
-    _done = ok
     return ok

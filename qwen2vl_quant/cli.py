@@ -8,17 +8,19 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import dataclasses
 import logging
 import sys
 from pathlib import Path
 from typing import Iterator
 
 from . import __version__
-from .awq_config import AWQ_GROUP_SIZES, AWQConfig
+from .arch import SPECS
 from .benchmark.cli import add_bench_parser
-from .config import SUPPORTED_BITS, SUPPORTED_GROUP_SIZES, CalibrationConfig, GPTQConfig
-from .errors import QuantError
+from .config import AWQ_GROUP_SIZES, SUPPORTED_BITS, SUPPORTED_GROUP_SIZES, AWQConfig, CalibrationConfig, GPTQConfig
+from .errors import ConfigError, QuantError
 from .pipeline.output_dir import check_output_dir, check_partial, interrupted_message
+from .pipeline.writer import DEFAULT_MAX_SHARD_SIZE
 
 EXAMPLES = """examples:
   qwen2vl-quant gptq --bits 4 ./Qwen2-VL-7B-Instruct ./Qwen2-VL-7B-Instruct-GPTQ-Int4
@@ -108,6 +110,9 @@ def _add_gptq(commands: argparse._SubParsersAction) -> None:
     gptq.add_argument("--no-true-sequential", dest="true_sequential", action="store_false", default=d.true_sequential,
                       help="collect all Hessians of a layer at once (default: true-sequential, q/k/v -> o -> "
                       "gate/up -> down, each group on the outputs of the quantized groups before it)")
+    gptq.add_argument("--strict", action="store_true", default=d.strict,
+                      help="stop when a Hessian stays indefinite after every damping retry (default: round that "
+                      "group to nearest, with a warning and a mark in the report)")
     _add_calibration_and_run(gptq)
     gptq.set_defaults(run=_run_gptq)
 
@@ -137,12 +142,14 @@ def _add_awq(commands: argparse._SubParsersAction) -> None:
 
 def _add_demo(commands: argparse._SubParsersAction) -> None:
     demo = commands.add_parser(
-        "demo-model", help="write a small random-weight Qwen2-VL model (offline) to try the tool on",
+        "demo-model", help="write a small random-weight Qwen VL model (offline) to try the tool on",
         formatter_class=HelpFormatter,
-        description="Write a random-weight Qwen2-VL checkpoint with its tokenizer, processor and chat template, "
-        "built offline. 'small' has every input size divisible by 128, so the default group size works; 'tiny' "
-        "(for unit tests) needs --group-size 32 or 64.")
+        description="Write a random-weight Qwen2-VL, Qwen2.5-VL or Qwen3-VL checkpoint with its tokenizer, "
+        "processor and chat template, built offline. 'small' has every input size divisible by 128, so the "
+        "default group size works; 'tiny' (Qwen2-VL only, for unit tests) needs --group-size 32 or 64.")
     demo.add_argument("out_dir", metavar="OUT_DIR", type=Path, help="where to write the model")
+    demo.add_argument("--family", choices=tuple(SPECS), default="qwen2_vl",
+                      help="model family")
     demo.add_argument("--preset", choices=("tiny", "small"), default="small", help="model size")
     demo.add_argument("--seed", type=int, default=0, help="seed of the random weights")
     demo.add_argument("--overwrite", action="store_true", help="replace an earlier output of this command at OUT_DIR")
@@ -180,7 +187,7 @@ def _add_calibration_and_run(parser: argparse.ArgumentParser) -> None:
     calib.add_argument("--skip-bad-samples", action="store_true", default=c.skip_bad_samples,
                        help="skip (and count) samples with missing/corrupt media (default: stop at the first)")
     out = parser.add_argument_group("output and run")
-    out.add_argument("--max-shard-size", default="4GB", help="largest safetensors shard, e.g. 4GB, 500MB")
+    out.add_argument("--max-shard-size", default=DEFAULT_MAX_SHARD_SIZE, help="largest safetensors shard, e.g. 4GB, 500MB")
     out.add_argument("--device", default=None, help="compute device, e.g. cpu, cuda, cuda:1 (default: cuda if present)")
     out.add_argument("--activations-device", default=None,
                      help="where calibration activations live between layers (default: the compute device; cpu "
@@ -195,10 +202,9 @@ def _add_calibration_and_run(parser: argparse.ArgumentParser) -> None:
 
 
 def _calibration(args: argparse.Namespace) -> CalibrationConfig:
-    return CalibrationConfig(num_samples=args.num_samples, seed=args.seed, min_pixels=args.min_pixels,
-                             max_pixels=args.max_pixels, max_length=args.max_length, shuffle=args.shuffle,
-                             max_frames=args.max_frames, fps=args.fps, max_visual_tokens=args.max_visual_tokens,
-                             skip_bad_samples=args.skip_bad_samples)
+    # Every calibration option is a field of CalibrationConfig under the same name.
+    return CalibrationConfig(**{f.name: getattr(args, f.name) for f in dataclasses.fields(CalibrationConfig)
+                                if hasattr(args, f.name)})
 
 
 def _preflight(args: argparse.Namespace) -> None:
@@ -219,7 +225,7 @@ def _preflight(args: argparse.Namespace) -> None:
 def _run_gptq(args: argparse.Namespace) -> int:
     config = GPTQConfig(bits=args.bits, group_size=args.group_size, sym=args.sym, desc_act=args.desc_act,
                         static_groups=args.static_groups, damp_percent=args.damp, block_size=args.block_size,
-                        true_sequential=args.true_sequential)
+                        true_sequential=args.true_sequential, strict=args.strict)
     return _quantize(args, config, f"GPTQ {args.bits}-bit, group size {args.group_size}")
 
 
@@ -234,8 +240,10 @@ def _quantize(args: argparse.Namespace, config: GPTQConfig | AWQConfig, title: s
     _preflight(args)
     print(f"{title}: {args.model_dir} -> {args.out_dir}")
     _quiet_third_party_loggers()
+    from .allocator import return_freed_memory_to_os
     from .api import quantize_checkpoint
 
+    return_freed_memory_to_os()  # long runs free large buffers every layer (allocator.py)
     with _progress_aware_logging():
         report = quantize_checkpoint(args.model_dir, args.out_dir, config, calib_data=args.calib,
                                      calibration=calibration, device=args.device,
@@ -284,13 +292,16 @@ def _weights_size(directory: Path) -> int:
 
 
 def _run_demo_model(args: argparse.Namespace) -> int:
+    if args.family != "qwen2_vl" and args.preset != "small":
+        raise ConfigError(f"the {args.family} demo model comes in the 'small' preset only")
     check_output_dir(args.out_dir, args.overwrite)
     _quiet_third_party_loggers()
     from .api import write_demo_model
 
-    path = write_demo_model(args.out_dir, preset=args.preset, seed=args.seed, overwrite=args.overwrite)
+    path = write_demo_model(args.out_dir, family=args.family, preset=args.preset, seed=args.seed,
+                            overwrite=args.overwrite)
     hint = "" if args.preset == "small" else " (quantize it with --group-size 32 or 64: its sizes are not multiples of 128)"
-    print(f"wrote a random-weight Qwen2-VL ({args.preset}) to {path}{hint}")
+    print(f"wrote a random-weight {args.family} model ({args.preset}) to {path}{hint}")
     return 0
 
 

@@ -24,6 +24,9 @@ class LinearReport:
     # none) and the fraction of its groups whose range the clipping search shrank.
     smoothing: str | None = None
     clipped: float | None = None
+    # Set when the method could not run on this Linear and another one stood in (GPTQ's
+    # Hessian stayed indefinite: round to nearest), with why.
+    fallback: str | None = None
 
 
 @dataclass
@@ -45,11 +48,6 @@ class QuantReport:
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> "QuantReport":
-        linears = [LinearReport(**r) for r in data.get("linears", [])]
-        return cls(**{**data, "linears": linears})
-
     def table(self) -> str:
         """Per-layer summary as a fixed-width table (one row per Linear); a column that no
         row of this method fills (GPTQ's loss and damping for AWQ, ...) is left out."""
@@ -57,7 +55,8 @@ class QuantReport:
                    ("shape", ">13", lambda r: f"{r.in_features}x{r.out_features}"),
                    ("rel. error", ">10", lambda r: f"{r.rel_error:.5f}")]
         optional = [("loss", ">10", "loss", lambda v: f"{v:.4g}"), ("damp", ">6", "damp_percent", lambda v: f"{v:.4f}"),
-                    ("clipped", ">7", "clipped", lambda v: f"{v:.0%}"), ("scaled by", "<30", "smoothing", str)]
+                    ("clipped", ">7", "clipped", lambda v: f"{v:.0%}"), ("scaled by", "<30", "smoothing", str),
+                    ("fallback", "<20", "fallback", lambda v: v.split(":")[0])]
         for title, align, field_name, fmt in optional:
             if any(getattr(r, field_name) is not None for r in self.linears):
                 columns.append((title, align, lambda r, f=field_name, fmt=fmt:

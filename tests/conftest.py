@@ -1,7 +1,7 @@
 """Session-wide fixtures: random-weight Qwen2-VL checkpoints and calibration samples.
 
 Built once per test session (a second or two each on a 2-core CPU) by
-``qwen2vl_quant.tiny_model``; nothing is downloaded.
+``qwen2vl_quant.testing.tiny_model``; nothing is downloaded.
 """
 
 import os
@@ -15,8 +15,8 @@ collect_ignore = ["vllm"]
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 
-from qwen2vl_quant.sample_data import make_test_images, sample_conversations  # noqa: E402
-from qwen2vl_quant.tiny_model import build_tiny_qwen2vl  # noqa: E402
+from qwen2vl_quant.testing.sample_data import make_test_images, sample_conversations  # noqa: E402
+from qwen2vl_quant.testing.tiny_model import build_tiny_qwen2vl  # noqa: E402
 
 
 @pytest.fixture(scope="session")
@@ -48,3 +48,18 @@ def test_images(tmp_path_factory):
 def calib_conversations(test_images):
     """Qwen2-VL message-format conversations: text only, single image, two images, video."""
     return sample_conversations(test_images)
+
+
+@pytest.fixture(scope="session")
+def family_model_dir(tmp_path_factory, small_model_dir):
+    """family -> a "small" random-weight model of that family (built once per session)."""
+    from qwen2vl_quant.testing.tiny_families import build_tiny_model
+
+    built = {"qwen2_vl": small_model_dir}
+
+    def get(family: str):
+        if family not in built:
+            built[family] = build_tiny_model(tmp_path_factory.mktemp(family) / "model", family=family)
+        return built[family]
+
+    return get

@@ -5,18 +5,58 @@ cholesky. The optimized solve must pick the same codes (up to float rounding), e
 a group straddles two blocks: there the reference fits the group's grid on rows some of
 which lack the current block's updates, and its codes depend on the block size; the
 optimized solve rounds blocks to whole groups (tests/test_gptq_algorithm.py).
+
+Independent of the project's code: the grid (IST-DASLab/gptq quant.py ``find_params``, with
+the choices the project documents: fp16 scales, the symmetric zero at the middle code, v1's
+smallest storable zero), the rounding and the damping are written here again from those
+sources, so a bug in qwen2vl_quant.algorithms.quantizer or in the damping shows up as a
+difference instead of being shared by both sides.
 """
 
 from __future__ import annotations
 
-import logging
+from dataclasses import dataclass
 
 import torch
 
-from qwen2vl_quant.algorithms.gptq import GPTQResult, QuantizedWeight
-from qwen2vl_quant.algorithms.quantizer import Grid, fit_grid, quantize_codes
+from qwen2vl_quant.algorithms.gptq import GPTQResult
+from qwen2vl_quant.algorithms.weights import QuantizedWeight
 
-logger = logging.getLogger(__name__)
+
+@dataclass
+class Grid:
+    scale: torch.Tensor  # [N]
+    zero: torch.Tensor  # [N]
+    maxq: int
+
+
+def fit_grid(w: torch.Tensor, bits: int, sym: bool, min_zero: int) -> Grid:
+    """quant.py ``Quantizer.find_params`` per row of w [N, k]: the range always holds 0;
+    symmetric grids are centred, their zero the middle code (maxq + 1) / 2 as AutoGPTQ
+    stores it; scales are rounded to fp16, as checkpoints store them; a zero below
+    ``min_zero`` (v1 cannot store 0) gets the grid [-scale, xmax] refitted with that zero."""
+    maxq = 2**bits - 1
+    xmin = torch.minimum(w.min(dim=1).values, torch.zeros(w.shape[0]))
+    xmax = torch.maximum(w.max(dim=1).values, torch.zeros(w.shape[0]))
+    if sym:
+        xmax = torch.maximum(xmin.abs(), xmax)
+        xmin = torch.where(xmin < 0, -xmax, xmin)
+    both_zero = (xmin == 0) & (xmax == 0)
+    xmin[both_zero], xmax[both_zero] = -1.0, 1.0
+    scale = ((xmax - xmin) / maxq).clamp(min=1e-6).half().float()
+    if sym:
+        return Grid(scale, torch.full_like(scale, (maxq + 1) / 2), maxq)
+    zero = torch.round(-xmin / scale)
+    for row in range(w.shape[0]):
+        if zero[row] < min_zero:
+            scale[row] = (xmax[row] / (maxq - min_zero)).clamp(min=1e-6).half().float()
+            zero[row] = min_zero
+    return Grid(scale, zero, maxq)
+
+
+def quantize_codes(w: torch.Tensor, grid: Grid) -> torch.Tensor:
+    """quant.py ``quantize``: clamp(round(w / scale) + zero, 0, maxq), per row."""
+    return torch.clamp(torch.round(w / grid.scale) + grid.zero, 0, grid.maxq)
 
 
 def reference_gptq(
@@ -48,8 +88,7 @@ def reference_gptq(
     if H.shape != (columns, columns):
         raise ValueError(f"Hessian shape {tuple(H.shape)} does not match weight columns {columns}")
     group = columns if group_size == -1 else group_size
-    if columns % group:
-        raise ValueError(f"group size {group} does not divide the input size {columns}")
+    assert columns % group == 0
 
     # Channels that never fired carry no information: pin their Hessian diagonal and
     # zero their weights so they quantize exactly (reference fasterquant).
@@ -119,43 +158,25 @@ def reference_gptq(
         zeros=torch.stack([g.zero for g in grids]).to(torch.int32),
         g_idx=g_idx.to(torch.int32),
         bits=bits,
-        group_size=group_size,
+        group_size=group,
     )
     return GPTQResult(qweight, losses, damp_used, int(dead.sum()))
 
 
 def _damped_inverse_cholesky(H: torch.Tensor, damp_percent: float, increment: float,
                              live: torch.Tensor) -> tuple[torch.Tensor, float]:
-    """Upper Cholesky factor of H^-1 after adding damp * mean(diag(H)) to the diagonal.
-
-    The damping grows by ``increment`` until the factorization succeeds, as GPTQModel's
-    damp_auto_increment does; without it GPTQ fails on rank-deficient Hessians (few tokens).
-    The mean is over live channels only (the reference includes the dead ones, pinned at 1):
-    then zero-padded channels (tensor-parallel padding) leave the live weights' solve exactly
-    as it was, since H is block diagonal between live and dead channels.
-    """
-    mean_diag = torch.mean(torch.diag(H)[live]) if live.any() else torch.ones((), device=H.device)
-    diagonal = H.diagonal()
-    original_diagonal = diagonal.clone()
+    """fasterquant: H += damp * mean(diag(H)) * I, then U = cholesky(H^-1, upper). The mean
+    over the live channels (the project's documented choice for padded channels), and the
+    damping raised by ``increment`` until H factorizes (GPTQModel's damp_auto_increment)."""
+    base = H.clone()
+    mean_diag = torch.diag(base)[live].mean()
     damp = damp_percent
-    # Damping is added to H's diagonal in place (H is the caller's private copy) and each
-    # intermediate is dropped as soon as possible: for a 29568-wide down_proj (72B) every
-    # K x K float32 matrix is 3.5 GB.
     while True:
-        diagonal.copy_(original_diagonal + damp * mean_diag)
-        L, info = torch.linalg.cholesky_ex(H)
+        damped = base + damp * mean_diag * torch.eye(base.shape[0])
+        L, info = torch.linalg.cholesky_ex(damped)
         if info == 0:
-            Hinv = torch.cholesky_inverse(L)
-            del L
-            U, info = torch.linalg.cholesky_ex(Hinv, upper=True)
-            del Hinv
+            U, info = torch.linalg.cholesky_ex(torch.cholesky_inverse(L), upper=True)
             if info == 0:
-                if damp != damp_percent:
-                    logger.info("Hessian needed damp_percent %.4f to be positive definite", damp)
                 return U, damp
-        if increment <= 0 or damp + increment >= 1.0:
-            raise RuntimeError(
-                f"Hessian is not positive definite even with damp_percent {damp:.4f}; "
-                "use more calibration samples or a larger damp_percent"
-            )
+        assert increment > 0 and damp + increment < 1.0, "not positive definite"
         damp += increment

@@ -11,7 +11,7 @@ from transformers import AutoProcessor, AwqConfig, Qwen2VLForConditionalGenerati
 from qwen2vl_quant.algorithms.awq import fake_quantize, fold_scales, quantize_weight, search_clip
 from qwen2vl_quant.api import quantize
 from qwen2vl_quant.arch import QWEN2_VL
-from qwen2vl_quant.awq_config import AWQConfig
+from qwen2vl_quant.config import AWQConfig
 from qwen2vl_quant.calibration.batches import build_samples
 from qwen2vl_quant.config import CalibrationConfig, GPTQConfig, RTNConfig
 from qwen2vl_quant.errors import ConfigError
@@ -29,8 +29,8 @@ from qwen2vl_quant.pipeline.awq_layer import (
 from qwen2vl_quant.pipeline.layerwise import capture_inputs, run_layers
 from qwen2vl_quant.pipeline.runner import ErrorMeter, LayerRunner, StridedSample
 from qwen2vl_quant.pipeline.source import ModelSource
-from qwen2vl_quant.sample_data import make_test_images, sample_conversations
-from qwen2vl_quant.tiny_model import tiny_config
+from qwen2vl_quant.testing.sample_data import make_test_images, sample_conversations, unbounded
+from qwen2vl_quant.testing.tiny_model import tiny_config
 
 CPU = torch.device("cpu")
 CLIPPED = ("self_attn.v_proj", "self_attn.o_proj", "mlp.gate_proj", "mlp.up_proj", "mlp.down_proj")
@@ -41,15 +41,13 @@ def load(model_dir):
 
 
 def samples_of(calib_data, processor):
-    calibration = CalibrationConfig()  # what api.quantize uses, so every method sees the same samples
-    samples, _ = build_samples(calib_data, processor, num_samples=calibration.num_samples, seed=calibration.seed,
-                               min_pixels=calibration.min_pixels, max_pixels=calibration.max_pixels,
-                               max_length=calibration.max_length)
+    # CalibrationConfig() is what api.quantize uses, so every method sees the same samples.
+    samples, _ = build_samples(calib_data, processor, CalibrationConfig())
     return samples
 
 
 def layer0_inputs(model, samples):
-    return capture_inputs(ModelSource(model), samples, QWEN2_VL, CPU, CPU, show_progress=False)
+    return capture_inputs(ModelSource(model), samples, CPU, CPU, show_progress=False)
 
 
 def relative_error(got, want):
@@ -374,8 +372,7 @@ def held_out_errors(small_model_dir, calib_conversations, tmp_path_factory):
     """Held-out relative error of the final hidden states, as tests/test_quality.py measures it."""
     processor = AutoProcessor.from_pretrained(small_model_dir)
     held_out_images = make_test_images(tmp_path_factory.mktemp("awq_held_out"), n=4, seed=7)
-    held_out, _ = build_samples(sample_conversations(held_out_images)[1:], processor, num_samples=None, seed=0,
-                                min_pixels=None, max_pixels=None, max_length=4096)
+    held_out, _ = build_samples(sample_conversations(held_out_images)[1:], processor, unbounded())
     reference = final_hidden(load(small_model_dir), held_out)
     calibration = samples_of(calib_conversations, processor)
     errors = {}
@@ -387,10 +384,10 @@ def held_out_errors(small_model_dir, calib_conversations, tmp_path_factory):
             model = load(small_model_dir)
             if isinstance(config, AWQConfig):
                 source = ModelSource(model)
-                inputs = capture_inputs(source, calibration, QWEN2_VL, CPU, CPU, show_progress=False)
+                inputs = capture_inputs(source, calibration, CPU, CPU, show_progress=False)
                 step = lambda layer, index, runner, meter, progress: quantize_layer_awq(  # noqa: E731
                     layer, index, runner, meter, QWEN2_VL, config)
-                run_layers(source, inputs, step, QWEN2_VL, _NoSink(), device=CPU, store_device=CPU,
+                run_layers(source, inputs, step, _NoSink(), device=CPU, store_device=CPU,
                            show_progress=False)
             else:
                 quantize(model, calib_conversations, config, processor=processor, calibration=CalibrationConfig(),

@@ -40,10 +40,17 @@ def test_committed_model_and_its_data():
     held = {_digest(MODEL / r["image"]) for r in heldout}
     assert not held & {_digest(MODEL / p) for p in calib_images}
 
-    record = json.loads((MODEL / "training.json").read_text())
-    # 93 % as committed (see training.json); issue 5 asks for 80 %+, and so does this test
-    # of any retrained model.
-    assert record["heldout_accuracy_bf16_teacher_forced"] >= 0.8
+
+
+def test_the_committed_model_answers_its_held_out_questions():
+    """Measured here, not read from training.json: the BF16 model's exact-match accuracy on
+    the held-out VQA file, as the CI benchmark measures it (issue 5 asks for 80 %+)."""
+    from qwen2vl_quant.benchmark import QualityConfig, run_benchmark
+
+    report = run_benchmark(MODEL, quality=QualityConfig(vqa=str(MODEL / "heldout_vqa.jsonl"), max_new_tokens=8),
+                           device="cpu", threads=2, show_progress=False)
+    (bf16,) = report.quality
+    assert bf16.error is None and bf16.exact_match >= 0.8, bf16
 
 
 @pytest.mark.parametrize("seed", range(3))

@@ -12,8 +12,8 @@ from PIL import Image
 from qwen2vl_quant.calibration.batches import CalibrationSummary, build_samples, iter_samples
 from qwen2vl_quant.calibration.budget import MediaShape, plan_sizes, visual_tokens
 from qwen2vl_quant.calibration.errors import CalibrationDataError, Reason, SampleSkipped
-from qwen2vl_quant.sample_data import make_test_images
-from qwen2vl_quant.tiny_model import build_processor
+from qwen2vl_quant.testing.sample_data import make_test_images, unbounded
+from qwen2vl_quant.testing.tiny_model import build_processor
 
 
 @pytest.fixture(scope="module")
@@ -60,25 +60,24 @@ def test_budget_plan_shrinks_all_items_and_refuses_the_impossible():
 
 def test_samples_over_the_budget_are_downscaled_or_skipped(square, processor):
     two_images = chat([{"type": "image", "image": square}, *image_question(square)], "Two shapes.")
-    samples, summary = build_samples([two_images], processor)
+    samples, summary = build_samples([two_images], processor, unbounded())
     assert summary.image_tokens == 32 and summary.downscaled == 0
-    samples, summary = build_samples([two_images], processor, max_visual_tokens=20)
+    samples, summary = build_samples([two_images], processor, unbounded(max_visual_tokens=20))
     assert 8 <= summary.image_tokens <= 20 and summary.downscaled == 1
     grid = samples[0].inputs["image_grid_thw"]
     assert int((grid.prod(-1) // 4).sum()) == summary.image_tokens  # the processor saw the planned sizes
     assert samples[0].inputs["pixel_values"].shape[0] == 4 * summary.image_tokens
     text_only = chat("Hi", "Hello.")
-    samples, summary = build_samples([two_images, text_only], processor, max_visual_tokens=7)
+    samples, summary = build_samples([two_images, text_only], processor, unbounded(max_visual_tokens=7))
     assert summary.samples == 1 and summary.skipped == {Reason.VISUAL_BUDGET: 1}  # 2 x 4 tokens at min_pixels
     assert "skipped 1: 1 over the visual-token budget" in summary.describe()
 
 
 def test_min_and_max_pixels_bound_each_image(square, processor):
-    samples, summary = build_samples([chat(image_question(square), "A shape.")], processor,
-                                     max_pixels=28 * 28 * 4)
+    samples, summary = build_samples([chat(image_question(square), "A shape.")], processor, unbounded(max_pixels=28 * 28 * 4))
     assert summary.image_tokens == 4
     item = {"type": "image", "image": square, "max_pixels": 28 * 28 * 9}  # qwen-vl-utils' per-item bound
-    samples, summary = build_samples([chat([item, {"type": "text", "text": "Hi"}], "A shape.")], processor)
+    samples, summary = build_samples([chat([item, {"type": "text", "text": "Hi"}], "A shape.")], processor, unbounded())
     assert summary.image_tokens == 9
 
 
@@ -94,11 +93,11 @@ def long_chat(square, turns=6, image_turn=0):
 
 
 def test_long_samples_are_cut_only_at_a_message_boundary_after_the_last_image(square, processor):
-    full, _ = build_samples([long_chat(square)], processor)
+    full, _ = build_samples([long_chat(square)], processor, unbounded())
     full_ids = ids_of(full[0])
     im_start = processor.tokenizer.convert_tokens_to_ids("<|im_start|>")
     max_length = len(full_ids) - 5
-    samples, summary = build_samples([long_chat(square)], processor, max_length=max_length)
+    samples, summary = build_samples([long_chat(square)], processor, unbounded(max_length=max_length))
     cut = ids_of(samples[0])
     assert summary.truncated == 1 and len(cut) <= max_length
     assert cut == full_ids[:len(cut)] and full_ids[len(cut)] == im_start  # a message boundary
@@ -116,20 +115,20 @@ def shortest_safe_cut(sample, processor):
 def test_long_samples_that_cannot_be_cut_safely_are_skipped(square, processor):
     late_image = long_chat(square, image_turn=5)  # the image is in the last user message
     short = chat("Hi", "Hello.")
-    full, _ = build_samples([late_image], processor)
+    full, _ = build_samples([late_image], processor, unbounded())
     text_it_must_keep = shortest_safe_cut(full[0], processor) - 16
-    samples, summary = build_samples([late_image, short], processor, max_length=text_it_must_keep - 1)
+    samples, summary = build_samples([late_image, short], processor, unbounded(max_length=text_it_must_keep - 1))
     assert summary.samples == 1 and summary.skipped == {Reason.TOO_LONG: 1}
     # With truncation off a sample whose text alone is too long is skipped, even one that could be cut.
-    samples, summary = build_samples([long_chat(square), short], processor, max_length=len(ids_of(full[0])) - 17,
-                                     truncate_long_samples=False)
+    samples, summary = build_samples([long_chat(square), short], processor,
+                                     unbounded(max_length=len(ids_of(full[0])) - 17, truncate_long_samples=False))
     assert summary.samples == 1 and summary.skipped == {Reason.TOO_LONG: 1}
 
 
 def test_images_shrink_to_leave_room_for_the_text_they_must_keep(square, processor):
     late_image = long_chat(square, image_turn=5)
-    full, _ = build_samples([late_image], processor)
-    samples, summary = build_samples([late_image], processor, max_length=shortest_safe_cut(full[0], processor) - 6)
+    full, _ = build_samples([late_image], processor, unbounded())
+    samples, summary = build_samples([late_image], processor, unbounded(max_length=shortest_safe_cut(full[0], processor) - 6))
     assert summary.downscaled == 1 and summary.truncated == 1 and summary.image_tokens <= 10
 
 
@@ -142,25 +141,25 @@ def many(square):
 
 
 def test_selection_is_deterministic(many, processor):
-    first, _ = build_samples(many, processor, num_samples=5, seed=0)
-    again, _ = build_samples(many, processor, num_samples=5, seed=0)
+    first, _ = build_samples(many, processor, unbounded(num_samples=5, seed=0))
+    again, _ = build_samples(many, processor, unbounded(num_samples=5, seed=0))
     assert [s.name for s in first] == [s.name for s in again]
     for a, b in zip(first, again):
         for key in a.inputs:
             torch.testing.assert_close(a.inputs[key], b.inputs[key], rtol=0, atol=0)
     names = [int(s.name.split()[1]) for s in first]
     assert names == sorted(names)  # data order unless shuffled
-    other, _ = build_samples(many, processor, num_samples=5, seed=1)
+    other, _ = build_samples(many, processor, unbounded(num_samples=5, seed=1))
     assert [s.name for s in other] != [s.name for s in first]
-    shuffled, _ = build_samples(many, processor, num_samples=5, seed=0, shuffle=True)
-    assert [s.name for s in shuffled] == [s.name for s in build_samples(many, processor, num_samples=5, seed=0,
-                                                                         shuffle=True)[0]]
+    shuffled, _ = build_samples(many, processor, unbounded(num_samples=5, seed=0, shuffle=True))
+    again_shuffled, _ = build_samples(many, processor, unbounded(num_samples=5, seed=0, shuffle=True))
+    assert [s.name for s in shuffled] == [s.name for s in again_shuffled]
     assert [int(s.name.split()[1]) for s in shuffled] != sorted(int(s.name.split()[1]) for s in shuffled)
 
 
 def test_skipped_samples_are_replaced_from_the_same_seeded_order(many, processor, tmp_path):
     broken = [chat(image_question(str(tmp_path / f"missing{i}.png")), "x") for i in range(6)]
-    samples, summary = build_samples(broken + many, processor, num_samples=8, seed=0, skip_bad_samples=True)
+    samples, summary = build_samples(broken + many, processor, unbounded(num_samples=8, seed=0, skip_bad_samples=True))
     assert summary.samples == 8 and all(int(s.name.split()[1]) >= 6 for s in samples)
     assert summary.skipped == {Reason.MISSING_FILE: sum(summary.skipped.values())} and summary.skipped
 
@@ -200,11 +199,11 @@ def test_bad_samples_are_named_by_file_and_line(bad_file, processor, line, messa
     only = bad_file.with_name(f"only{line}.jsonl")
     only.write_text(keep[0] + "\n" + keep[line - 1] + "\n")
     with pytest.raises(CalibrationDataError, match=rf"^only{line}\.jsonl:2: .*{message}"):
-        build_samples(only, processor)
+        build_samples(only, processor, unbounded())
 
 
 def test_skip_bad_samples_counts_each_reason(bad_file, processor):
-    samples, summary = build_samples(bad_file, processor, skip_bad_samples=True)
+    samples, summary = build_samples(bad_file, processor, unbounded(skip_bad_samples=True))
     assert [s.name for s in samples] == ["bad.jsonl:1", "bad.jsonl:9"]
     assert summary.skipped == {Reason.MISSING_FILE: 1, Reason.BAD_IMAGE: 1, Reason.UNSUPPORTED: 1,
                                Reason.EMPTY: 2, Reason.INVALID_JSON: 1, Reason.INVALID_FORMAT: 1}
@@ -215,9 +214,10 @@ def test_skip_bad_samples_counts_each_reason(bad_file, processor):
 
 def test_nothing_usable_is_an_error(processor, tmp_path):
     with pytest.raises(CalibrationDataError, match=r"no usable calibration samples .*skipped 2: 2 missing file"):
-        build_samples([chat(image_question(str(tmp_path / "gone.png")), "x")] * 2, processor, skip_bad_samples=True)
+        build_samples([chat(image_question(str(tmp_path / "gone.png")), "x")] * 2, processor,
+                      unbounded(skip_bad_samples=True))
     with pytest.raises(CalibrationDataError, match="calibration data is empty"):
-        build_samples([], processor)
+        build_samples([], processor, unbounded())
 
 
 # ----------------------------------------------------------------------------- memory
@@ -257,7 +257,7 @@ def test_processing_holds_one_samples_media_at_a_time(tmp_path, processor):
     gc.collect()
     before = live_images()
     summary = CalibrationSummary()
-    stream = iter_samples(convs, counting, summary, max_pixels=28 * 28 * 16)
+    stream = iter_samples(convs, counting, summary, unbounded(max_pixels=28 * 28 * 16))
     first = next(stream)
     assert len(counting.live) == 1  # a generator: the first sample is ready before the second is read
     samples = [first, *stream]

@@ -15,8 +15,8 @@ from qwen2vl_quant.calibration.errors import CalibrationDataError, CalibrationEr
 from qwen2vl_quant.calibration.hf import HFDataset
 from qwen2vl_quant.calibration.image_folder import GENERIC_ANSWER, GENERIC_QUESTION, ImageFolderSource
 from qwen2vl_quant.calibration.sharegpt import is_sharegpt, sharegpt_to_conversation
-from qwen2vl_quant.sample_data import make_test_images
-from qwen2vl_quant.tiny_model import build_processor
+from qwen2vl_quant.testing.sample_data import make_test_images, unbounded
+from qwen2vl_quant.testing.tiny_model import build_processor
 
 
 @pytest.fixture(scope="module")
@@ -35,7 +35,7 @@ def write_jsonl(path, records):
 
 
 def build(data, processor, **options):
-    return build_samples(data, processor, **{"num_samples": None, **options})
+    return build_samples(data, processor, unbounded(**options))
 
 
 def same_inputs(a, b):

@@ -9,8 +9,8 @@ import pytest
 from qwen2vl_quant.calibration.batches import build_samples
 from qwen2vl_quant.calibration.errors import CalibrationDataError, CalibrationError
 from qwen2vl_quant.calibration.video import frame_indices, open_video
-from qwen2vl_quant.sample_data import make_test_images
-from qwen2vl_quant.tiny_model import build_processor
+from qwen2vl_quant.testing.sample_data import make_test_images, unbounded
+from qwen2vl_quant.testing.tiny_model import build_processor
 
 
 @pytest.fixture(scope="module")
@@ -64,10 +64,10 @@ def test_video_file_is_sampled_by_fps_and_max_frames(video_file, processor):
     assert reds == sorted(reds) and reds[-1] - reds[0] > 150  # first to last frame, in order
 
     samples, summary = build_samples([video_chat(str(video_file)), video_chat(f"file://{video_file}", fps=5.0),
-                                      video_chat(str(video_file))], processor, max_frames=2)
+                                      video_chat(str(video_file))], processor, unbounded(max_frames=2))
     t = [int(s.inputs["video_grid_thw"][0, 0]) for s in samples]
     assert t == [1, 1, 1]  # max_frames=2 wins over any fps: 2 frames = one temporal patch
-    samples, _ = build_samples([video_chat(str(video_file), fps=5.0)], processor)
+    samples, _ = build_samples([video_chat(str(video_file), fps=5.0)], processor, unbounded())
     assert int(samples[0].inputs["video_grid_thw"][0, 0]) == 5  # 10 frames at 5 fps
     assert summary.video_tokens > 0
 
@@ -78,7 +78,7 @@ def test_video_file_in_sharegpt_record(video_file, tmp_path, processor):
               "videos": [str(video_file)]}
     path = tmp_path / "video.jsonl"
     path.write_text(json.dumps(record) + "\n")
-    samples, summary = build_samples(path, processor)
+    samples, summary = build_samples(path, processor, unbounded())
     assert summary.video_tokens > 0 and samples[0].inputs["video_grid_thw"].shape[0] == 1
 
 
@@ -87,7 +87,7 @@ def test_corrupt_video_names_the_sample(tmp_path, processor):
     broken = tmp_path / "broken.mp4"
     broken.write_bytes(b"\x00" * 64)
     with pytest.raises(CalibrationDataError, match=r"sample 0: cannot read video .*broken\.mp4"):
-        build_samples([video_chat(str(broken))], processor)
+        build_samples([video_chat(str(broken))], processor, unbounded())
 
 
 def test_frame_lists_and_folders_need_no_video_library(tmp_path, processor, monkeypatch):
@@ -96,11 +96,11 @@ def test_frame_lists_and_folders_need_no_video_library(tmp_path, processor, monk
     frames = make_test_images(folder, n=6, seed=3)
     same_size = [str(f) for f in frames if f.name in ("image_00.png", "image_03.png")] * 2
     chats = [video_chat(same_size), video_chat(str(folder), fps=2.0), video_chat(str(folder), fps=4.0)]
-    samples, _ = build_samples(chats, processor)
+    samples, _ = build_samples(chats, processor, unbounded())
     # 4 listed frames; 6 frames taken at 2 fps, all kept; at 4 fps, 3 frames at 2 fps -> an even 2
     assert [int(s.inputs["video_grid_thw"][0, 0]) for s in samples] == [2, 3, 1]
     clip = tmp_path / "clip.mp4"
     clip.write_bytes(b"not decoded: PyAV is missing")
     # A missing package is never a skippable bad sample: it would silently drop every video.
     with pytest.raises(CalibrationError, match=r"needs PyAV \(pip install 'qwen2vl-quant\[video\]'\)"):
-        build_samples([video_chat(str(clip))], processor, skip_bad_samples=True)
+        build_samples([video_chat(str(clip))], processor, unbounded(skip_bad_samples=True))

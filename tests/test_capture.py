@@ -5,11 +5,11 @@ import pytest
 import torch
 from transformers import AutoProcessor, Qwen2VLForConditionalGeneration
 
-from qwen2vl_quant.arch import QWEN2_VL
 from qwen2vl_quant.calibration.batches import build_samples
 from qwen2vl_quant.pipeline.capture import StopForward
 from qwen2vl_quant.pipeline.layerwise import capture_inputs
 from qwen2vl_quant.pipeline.source import DirectorySource, ModelSource
+from qwen2vl_quant.testing.sample_data import unbounded
 
 CPU = torch.device("cpu")
 
@@ -18,8 +18,7 @@ CPU = torch.device("cpu")
 def setup(tiny_sharded_model_dir, calib_conversations):
     model = Qwen2VLForConditionalGeneration.from_pretrained(tiny_sharded_model_dir, dtype=torch.bfloat16).eval()
     processor = AutoProcessor.from_pretrained(tiny_sharded_model_dir)
-    samples, summary = build_samples(calib_conversations, processor, num_samples=None, seed=0,
-                                     min_pixels=None, max_pixels=None, max_length=4096)
+    samples, summary = build_samples(calib_conversations, processor, unbounded())
     assert summary.image_tokens > 0 and summary.video_tokens > 0
     return model, samples
 
@@ -51,19 +50,21 @@ def reference_hidden(model, samples):
 def test_replayed_inputs_reproduce_the_models_hidden_states(setup, tiny_sharded_model_dir, source_kind):
     model, samples = setup
     source = ModelSource(model) if source_kind == "memory" else DirectorySource(tiny_sharded_model_dir)
-    inputs = capture_inputs(source, samples, QWEN2_VL, CPU, CPU)
+    inputs = capture_inputs(source, samples, CPU, CPU)
     assert len(inputs) == len(samples)
     kw = inputs[0].kwargs
     cos, sin = kw["position_embeddings"]
     assert cos.shape[-1] == model.config.text_config.hidden_size // model.config.text_config.num_attention_heads
     layers = [source.layer(i) for i in range(source.num_layers)]
-    for got, want in zip(replay(layers, inputs), reference_hidden(model, samples)):
+    replayed, reference = replay(layers, inputs), reference_hidden(model, samples)
+    assert len(replayed) == len(reference) == len(samples) > 0
+    for got, want in zip(replayed, reference, strict=True):
         torch.testing.assert_close(got, want, rtol=0, atol=0)
 
 
 def test_vision_samples_use_mrope_positions(setup):
     model, samples = setup
-    inputs = capture_inputs(ModelSource(model), samples, QWEN2_VL, CPU, CPU)
+    inputs = capture_inputs(ModelSource(model), samples, CPU, CPU)
     image_sample = next(i for i, s in enumerate(samples) if "pixel_values" in s.inputs)
     cos, _ = inputs[image_sample].kwargs["position_embeddings"]
     seq = samples[image_sample].inputs["input_ids"].shape[1]
@@ -87,5 +88,5 @@ def test_capture_flushes_subnormals_only_while_it_runs(setup):
         assert float(tiny * 2) == 0
     assert float(tiny * 2) != 0
     model, samples = setup
-    capture_inputs(ModelSource(model), samples[:1], QWEN2_VL, CPU, CPU, show_progress=False)
+    capture_inputs(ModelSource(model), samples[:1], CPU, CPU, show_progress=False)
     assert float(tiny * 2) != 0

@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from qwen2vl_quant.formats.gptq import pack_gptq
-from qwen2vl_quant.formats.packing import awq_pack_cols, pack_cols, pack_rows
+from qwen2vl_quant.kernels.reference import awq_pack_cols, pack_cols, pack_rows
 from qwen2vl_quant.kernels.reference import awq_unpack_cols, dequantize_gptq, unpack_cols, unpack_rows
 
 

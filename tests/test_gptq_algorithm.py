@@ -189,3 +189,32 @@ def test_hessian_of_bf16_activations_is_exact_to_float32_rounding():
     x = torch.cat(chunks).double()
     expected = 2 * x.T @ x / x.shape[0]
     assert float((acc.hessian.double() - expected).abs().max() / expected.abs().max()) < 2e-6
+
+
+def test_an_indefinite_hessian_falls_back_to_round_to_nearest_unless_strict():
+    """After every damping retry the layer's Linears are rounded to nearest, with a mark in
+    the report, instead of ending a long run; strict mode makes it an error."""
+    from types import SimpleNamespace
+
+    from qwen2vl_quant.config import GPTQConfig
+    from qwen2vl_quant.modules.quant_linear import GPTQLinear
+    from qwen2vl_quant.pipeline.gptq_layer import GPTQFailed, _solve_group
+
+    torch.manual_seed(0)
+    layer = torch.nn.Module()
+    layer.mlp = torch.nn.Module()
+    layer.mlp.gate_proj, layer.mlp.up_proj = torch.nn.Linear(64, 32, bias=False), torch.nn.Linear(64, 32, bias=False)
+    originals = {name: getattr(layer.mlp, name).weight.detach().clone() for name in ("gate_proj", "up_proj")}
+    indefinite = SimpleNamespace(lower_triangle=-torch.eye(64))  # no damping makes -I positive definite
+    config = GPTQConfig(bits=4, group_size=32, damp_auto_increment=0.0)
+    reports = _solve_group(layer, 7, ("mlp.gate_proj", "mlp.up_proj"), indefinite, config)
+    assert [r.fallback.split(":")[0] for r in reports] == ["round to nearest"] * 2
+    for name, weight in originals.items():
+        module = getattr(layer.mlp, name)
+        assert isinstance(module, GPTQLinear)
+        rounded = rtn_quantize(weight, bits=4, group_size=32, sym=True).dequantize()
+        torch.testing.assert_close(module.dequantize().float(), rounded, rtol=0, atol=0)
+    layer.mlp.gate_proj, layer.mlp.up_proj = torch.nn.Linear(64, 32, bias=False), torch.nn.Linear(64, 32, bias=False)
+    with pytest.raises(GPTQFailed, match="layer 7 mlp.gate_proj, mlp.up_proj: Hessian is not positive definite"):
+        _solve_group(layer, 7, ("mlp.gate_proj", "mlp.up_proj"), SimpleNamespace(lower_triangle=-torch.eye(64)),
+                     GPTQConfig(bits=4, group_size=32, damp_auto_increment=0.0, strict=True))

@@ -9,7 +9,7 @@ import torch
 from transformers import AutoProcessor, Qwen2VLForConditionalGeneration
 
 from qwen2vl_quant.api import quantize
-from qwen2vl_quant.arch import QWEN2_VL, layer_index_of, module_name_for_key
+from qwen2vl_quant.arch import QWEN2_VL
 from qwen2vl_quant.cli import main
 from qwen2vl_quant.config import CalibrationConfig, GPTQConfig
 from qwen2vl_quant.loading import load_quantized
@@ -55,7 +55,7 @@ def test_output_layout_and_config(quantized):
     # so the checkpoint says desc_act false, which vLLM serves; meta keeps the solve order.
     assert qc["desc_act"] is False and qc["meta"]["act_order"] is True and qc["static_groups"] is True
     assert qc["sym"] is True and qc["checkpoint_format"] == "gptq"
-    reader = CheckpointReader(out)
+    reader = CheckpointReader(out, QWEN2_VL)
     g_idx = [reader.get(name) for name in reader.names() if name.endswith(".g_idx")]
     assert g_idx and all(torch.equal(g.long(), torch.arange(g.numel()) // 32) for g in g_idx)
     assert "block_name_to_quantize" not in qc
@@ -67,17 +67,17 @@ def test_output_layout_and_config(quantized):
 
 def test_only_decoder_linears_are_quantized_and_the_rest_is_bit_identical(quantized, tiny_sharded_model_dir):
     out, _ = quantized
-    source, result = CheckpointReader(tiny_sharded_model_dir), CheckpointReader(out)
+    source, result = CheckpointReader(tiny_sharded_model_dir, QWEN2_VL), CheckpointReader(out, QWEN2_VL)
     quantized_linears = set()
     for name in result.names():
-        module = module_name_for_key(name)
+        module = QWEN2_VL.module_name_for_key(name)
         if name.endswith((".qweight", ".qzeros", ".scales", ".g_idx")):
-            assert layer_index_of(module) is not None, name
+            assert QWEN2_VL.layer_index_of(module) is not None, name
             quantized_linears.add(name.rsplit(".", 1)[0])
             continue
         assert torch.equal(result.get(name), source.get(name)), name
         assert result.get(name).dtype == source.get(name).dtype
-    layers = source.config_layers = len({layer_index_of(n) for n in source.names()} - {None})
+    layers = len({QWEN2_VL.layer_index_of(n) for n in source.names()} - {None})
     assert len(quantized_linears) == layers * len(QWEN2_VL.quantized_linears)
     assert not any(n.endswith(".weight") and n.rsplit(".", 1)[0] in quantized_linears for n in result.names())
     assert result.legacy_keys == source.legacy_keys

@@ -12,7 +12,7 @@ import torch
 from qwen2vl_quant.kernels import configs
 from qwen2vl_quant.kernels.cpu import act_order_perm, int4_group
 from qwen2vl_quant.kernels.decode import decode_matmul
-from qwen2vl_quant.kernels.dequant import dequantize
+from qwen2vl_quant.kernels.dequant import triton_dequantize
 from qwen2vl_quant.kernels.dispatch import (
     CPU_INT4_MAX_M,
     CPU_INT8_GROUPED_MAX_M,
@@ -24,10 +24,19 @@ from qwen2vl_quant.kernels.dispatch import (
     resolve_path,
 )
 from qwen2vl_quant.kernels.gemm import gemm_matmul
-from qwen2vl_quant.kernels.layout import PackedFormat, check_packed, pack_rows, reference_matmul
-from qwen2vl_quant.kernels.reference import awq_unpack_cols, dequantize_awq, dequantize_gptq, unpack_cols, unpack_rows
-from qwen2vl_quant.kernels.testing import _awq_order, _pack, random_packed
+from qwen2vl_quant.kernels.layout import PackedFormat, check_packed
+from qwen2vl_quant.kernels.reference import (
+    awq_pack_cols,
+    awq_unpack_cols,
+    dequantize,
+    pack_cols,
+    pack_rows,
+    reference_matmul,
+    unpack_cols,
+    unpack_rows,
+)
 from qwen2vl_quant.kernels.torch_dequant import dequantize_torch
+from qwen2vl_quant.testing.packed import random_packed
 from qwen2vl_quant.kernels.traffic import model_launch
 
 FORMATS = [("gptq", 4), ("gptq", 8), ("awq", 4), ("awq", 8), ("gptq_v2", 4)]
@@ -36,17 +45,8 @@ TOL = {torch.bfloat16: 1.5e-2, torch.float16: 3e-3}
 
 
 def reference(layout, bits, w, x):
-    """x @ W with reference.py's dequantization in fp32 (the checkpoint's g_idx as given)."""
-    k = x.shape[-1]
-    group = k if w.group_size == -1 else w.group_size
-    if layout == "awq":
-        dense = dequantize_awq(w.qweight, w.qzeros, w.scales, group, bits, dtype=torch.float32)
-    else:
-        g_idx = w.g_idx if w.g_idx is not None else torch.arange(k, dtype=torch.int32) // group
-        dense = dequantize_gptq(
-            w.qweight, w.qzeros, w.scales, g_idx, bits, v1_zero_offset=layout == "gptq", dtype=torch.float32
-        )
-    return x.float() @ dense
+    """x @ W in float32, W dequantized by reference.py (the checkpoint's g_idx as given)."""
+    return x.float() @ dequantize(layout, w.qweight, w.qzeros, w.scales, w.group, bits, w.g_idx, dtype=torch.float32)
 
 
 def assert_close(y, ref, dtype, tol=None):
@@ -63,8 +63,47 @@ def assert_close(y, ref, dtype, tol=None):
 def test_packing_round_trips_through_reference(bits):
     codes = torch.randint(0, 2**bits, (64, 32), dtype=torch.int32)
     assert torch.equal(unpack_rows(pack_rows(codes, bits), bits), codes)
-    assert torch.equal(unpack_cols(_pack(codes, bits, 1), bits), codes)
-    assert torch.equal(awq_unpack_cols(_pack(_awq_order(codes, bits), bits, 1), bits), codes)
+    assert torch.equal(unpack_cols(pack_cols(codes, bits), bits), codes)
+    assert torch.equal(awq_unpack_cols(awq_pack_cols(codes, bits), bits), codes)
+
+
+def spelled_out(layout, bits, qweight, qzeros, scales, group):
+    """W[k][n] from the format's definition (kernels/reference.py docstring), one element at
+    a time in plain Python: an oracle that shares no code with reference.py."""
+    pack, mask = 32 // bits, (1 << bits) - 1
+    awq_position = {c: i for i, c in enumerate((0, 2, 4, 6, 1, 3, 5, 7))}
+    qw, qz, sc = qweight.tolist(), qzeros.tolist(), scales.float().tolist()
+    k = len(qw) * pack if layout != "awq" else len(qw)
+    n = len(sc[0])
+
+    def nibble(word, i):
+        return ((word & 0xFFFFFFFF) >> (bits * i)) & mask
+
+    def column_code(row, col):  # AWQ: packed along N, 4-bit words interleaved
+        position = awq_position[col % 8] if bits == 4 else col % pack
+        return nibble(row[col // pack], position)
+
+    dense = [[0.0] * n for _ in range(k)]
+    for kk in range(k):
+        g = kk // group
+        for nn in range(n):
+            if layout == "awq":
+                q, z = column_code(qw[kk], nn), column_code(qz[g], nn)
+            else:
+                q = nibble(qw[kk // pack][nn], kk % pack)
+                z = nibble(qz[g][nn // pack], nn % pack) + (1 if layout == "gptq" else 0)
+            dense[kk][nn] = (q - z) * sc[g][nn]
+    return torch.tensor(dense)
+
+
+@pytest.mark.parametrize("layout,bits", FORMATS + [("awq", 8)])
+def test_reference_dequantization_is_the_format_spelled_out(layout, bits):
+    w = random_packed(layout, bits, 64, 16, 32, seed=5)
+    dense = dequantize(layout, w.qweight, w.qzeros, w.scales, 32, bits, dtype=torch.float32)
+    assert torch.equal(dense, spelled_out(layout, bits, w.qweight, w.qzeros, w.scales, 32))
+    x = torch.randn(3, 64).bfloat16()
+    y = reference_matmul(x, layout, w.qweight, w.qzeros, w.scales, 32, bits)
+    assert y.dtype == torch.bfloat16 and torch.equal(y, (x.float() @ dense).bfloat16())
 
 
 def test_awq_order_is_the_interleaved_one():
@@ -177,11 +216,11 @@ def test_int8_asymmetric_zero_term_and_symmetric_fast_case():
     # Symmetric 8-bit (every zero 128) needs no rank-1 correction.
     w = random_packed("gptq", 8, 128, 32, -1)
     sym = torch.full((1, 32), 128 - 1, dtype=torch.int32)  # v1 stores zero - 1
-    qzeros = pack_rows(sym.T.contiguous(), 8).T.contiguous()
+    qzeros = pack_cols(sym, 8)
     p = prepare("gptq", 8, -1, w.qweight, qzeros, w.scales, None, "cpu")
     assert p.cpu.zero_term is None
     x = torch.randn(3, 128).bfloat16()
-    w_sym = type(w)(w.qweight, qzeros, w.scales, None, -1)
+    w_sym = type(w)(w.qweight, qzeros, w.scales, None, -1, 128)
     assert_close(quantized_linear(x, p), reference("gptq", 8, w_sym, x), torch.bfloat16)
     _, p_asym = _prepared("gptq", 8, 128, 32, -1)
     assert p_asym.cpu.zero_term is not None
@@ -258,7 +297,7 @@ def test_dispatch_contract_errors():
 LAUNCHERS = [
     lambda x, w, f, g: decode_matmul(x, w.qweight, w.qzeros, w.scales, f, g),
     lambda x, w, f, g: gemm_matmul(x, w.qweight, w.qzeros, w.scales, f, g),
-    lambda x, w, f, g: dequantize(w.qweight, w.qzeros, w.scales, f, g, x.dtype),
+    lambda x, w, f, g: triton_dequantize(w.qweight, w.qzeros, w.scales, f, g, x.dtype),
 ]
 
 
@@ -378,10 +417,3 @@ def test_traffic_model_sees_redundant_reads():
 
 def test_int4_sub_groups():
     assert int4_group(128) == 128 and int4_group(1536) == 256 and int4_group(96) == 32 and int4_group(48) is None
-
-
-def test_reference_matmul_is_the_reference():
-    w = random_packed("awq", 4, 128, 64, 32)
-    x = torch.randn(3, 128).bfloat16()
-    y = reference_matmul(x, w.qweight, w.qzeros, w.scales, PackedFormat("awq", 4), 32)
-    assert_close(y, reference("awq", 4, w, x), torch.bfloat16)

@@ -8,6 +8,7 @@ from transformers import AutoProcessor, Qwen2VLForConditionalGeneration
 from qwen2vl_quant.api import quantize_checkpoint
 from qwen2vl_quant.config import GPTQConfig
 from qwen2vl_quant.loading import load_quantized
+from qwen2vl_quant.arch import QWEN2_VL
 from qwen2vl_quant.pipeline.padding import pad_mlp, padded_intermediate_size
 
 
@@ -26,7 +27,7 @@ def test_padded_layer_computes_the_same(small_model_dir):
     layer = model.model.language_model.layers[0]
     x = torch.randn(1, 7, layer.hidden_size)
     before = layer.mlp(x)
-    pad_mlp(layer, 1024)
+    pad_mlp(layer, QWEN2_VL, 1024)
     assert layer.mlp.gate_proj.out_features == 1024 and layer.mlp.down_proj.in_features == 1024
     assert torch.equal(layer.mlp(x), before)
 

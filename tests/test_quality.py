@@ -8,7 +8,7 @@ from transformers import AutoProcessor, Qwen2VLForConditionalGeneration
 from qwen2vl_quant.api import quantize
 from qwen2vl_quant.calibration.batches import build_samples
 from qwen2vl_quant.config import CalibrationConfig, GPTQConfig, RTNConfig
-from qwen2vl_quant.sample_data import make_test_images, sample_conversations
+from qwen2vl_quant.testing.sample_data import make_test_images, sample_conversations, unbounded
 
 
 def load(model_dir):
@@ -31,8 +31,7 @@ def relative_error(got, want):
 def setting(small_model_dir, calib_conversations, tmp_path_factory):
     processor = AutoProcessor.from_pretrained(small_model_dir)
     held_out_images = make_test_images(tmp_path_factory.mktemp("held_out"), n=4, seed=7)
-    held_out, _ = build_samples(sample_conversations(held_out_images)[1:], processor, num_samples=None, seed=0,
-                                min_pixels=None, max_pixels=None, max_length=4096)
+    held_out, _ = build_samples(sample_conversations(held_out_images)[1:], processor, unbounded())
     reference = final_hidden(load(small_model_dir), held_out)
     return processor, held_out, reference
 

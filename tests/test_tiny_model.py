@@ -8,8 +8,8 @@ import torch
 from PIL import Image
 from transformers import AutoProcessor, AutoTokenizer, Qwen2VLForConditionalGeneration
 
-from qwen2vl_quant import tiny_model as tm
-from qwen2vl_quant.sample_data import make_test_images
+from qwen2vl_quant.testing import tiny_model as tm
+from qwen2vl_quant.testing.sample_data import make_test_images
 
 
 def _load(model_dir):

@@ -18,7 +18,7 @@ from typing import Callable, Sequence
 
 import torch
 
-from .gptq import QuantizedWeight
+from .weights import QuantizedWeight
 from .quantizer import Grid, fit_grid, quantize_codes
 
 # evaluate(fake-quantized weights Q(W*s)/s, one float32 [N_i, K] per Linear of the pair, in

@@ -16,30 +16,15 @@ from typing import Iterator
 
 import torch
 
+from ..kernels.layout import resolve_group_size
 from .quantizer import Grid, fit_grid
+from .weights import QuantizedWeight
 
 logger = logging.getLogger(__name__)
 
 
-@dataclass(frozen=True)
-class QuantizedWeight:
-    """Integer codes and grids of one Linear, independent of any packing.
-
-    codes: uint8 [N, K]; scales: fp16 [G, N]; zeros: int32 [G, N] (the true zero point);
-    g_idx: int32 [K], the group of each input channel. W[n, k] ~ (codes - zeros[g]) * scales[g].
-    """
-
-    codes: torch.Tensor
-    scales: torch.Tensor
-    zeros: torch.Tensor
-    g_idx: torch.Tensor
-    bits: int
-    group_size: int
-
-    def dequantize(self) -> torch.Tensor:
-        """Dense float32 weight [N, K]."""
-        g = self.g_idx.long()
-        return (self.codes.float() - self.zeros[g].T.float()) * self.scales[g].T.float()
+class HessianNotPositiveDefinite(RuntimeError):
+    """Even the largest damping left the Hessian without a usable Cholesky factor."""
 
 
 @dataclass(frozen=True)
@@ -168,9 +153,7 @@ def gptq_quantize(
         H = H.clone()
     if H.shape != (columns, columns):
         raise ValueError(f"Hessian shape {tuple(H.shape)} does not match weight columns {columns}")
-    group = columns if group_size == -1 else group_size
-    if columns % group:
-        raise ValueError(f"group size {group} does not divide the input size {columns}")
+    group = resolve_group_size(group_size, columns)
 
     # Channels that never fired carry no information: pin their Hessian diagonal and
     # zero their weights so they quantize exactly (reference fasterquant).
@@ -255,7 +238,7 @@ def gptq_quantize(
         zeros=torch.stack([g.zero for g in grids]).to(torch.int32),
         g_idx=g_idx.to(torch.int32),
         bits=bits,
-        group_size=group_size,
+        group_size=group,
     )
     return GPTQResult(qweight, losses, damp_used, int(dead.sum()))
 
@@ -348,10 +331,11 @@ def _damped_cholesky(H: torch.Tensor, damp_percent: float, increment: float,
                 if damp != damp_percent:
                     logger.info("Hessian needed damp_percent %.4f to be positive definite", damp)
                 return CholeskyFactor(flipped), damp
-            raise RuntimeError("the Cholesky factor of the damped Hessian is not finite; use a larger damp_percent")
+            raise HessianNotPositiveDefinite(
+                "the Cholesky factor of the damped Hessian is not finite; use a larger damp_percent")
         del L, flipped
         if increment <= 0 or damp + increment >= 1.0:
-            raise RuntimeError(
+            raise HessianNotPositiveDefinite(
                 f"Hessian is not positive definite even with damp_percent {damp:.4f}; "
                 "use more calibration samples or a larger damp_percent"
             )

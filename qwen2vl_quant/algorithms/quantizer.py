@@ -53,11 +53,6 @@ def fit_grid(w: torch.Tensor, bits: int, sym: bool, min_zero: int = 0) -> Grid:
     return Grid(scale=scale, zero=zero, maxq=maxq)
 
 
-def fit_grid_with_clip(w: torch.Tensor, bits: int, sym: bool, max_val: torch.Tensor) -> Grid:
-    """Grid for ``w`` with its range clipped to [-max_val, max_val] per row (AWQ clipping)."""
-    return fit_grid(w.float().clamp(-max_val[:, None], max_val[:, None]), bits, sym)
-
-
 def quantize_codes(w: torch.Tensor, grid: Grid) -> torch.Tensor:
     """Integer codes of ``w`` [N, k] (or [N]) on ``grid``, as float32 in [0, maxq]."""
     scale, zero = grid.scale, grid.zero

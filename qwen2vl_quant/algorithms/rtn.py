@@ -4,16 +4,15 @@ from __future__ import annotations
 
 import torch
 
-from .gptq import QuantizedWeight
+from ..kernels.layout import resolve_group_size
 from .quantizer import fit_grid, quantize_codes
+from .weights import QuantizedWeight
 
 
 def rtn_quantize(weight: torch.Tensor, *, bits: int, group_size: int, sym: bool, min_zero: int = 1) -> QuantizedWeight:
     """Quantize ``weight`` [N, K] group by group with a min/max grid, no calibration."""
     rows, columns = weight.shape
-    group = columns if group_size == -1 else group_size
-    if columns % group:
-        raise ValueError(f"group size {group} does not divide the input size {columns}")
+    group = resolve_group_size(group_size, columns)
     W = weight.detach().float()
     codes, scales, zeros = [], [], []
     for start in range(0, columns, group):
@@ -27,5 +26,5 @@ def rtn_quantize(weight: torch.Tensor, *, bits: int, group_size: int, sym: bool,
         zeros=torch.stack(zeros).to(torch.int32),
         g_idx=(torch.arange(columns, device=W.device) // group).to(torch.int32),
         bits=bits,
-        group_size=group_size,
+        group_size=group,
     )

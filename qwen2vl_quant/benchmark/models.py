@@ -117,7 +117,7 @@ def load_model(entry: ModelEntry, device: torch.device, loader: str = "ours",
     spread over every visible GPU (device_map="auto", as a 72B BF16 model needs); ours
     always runs on ``device`` alone (a 72B Int4 model fits one 80 GB GPU).
     """
-    from transformers import AutoProcessor, Qwen2VLForConditionalGeneration
+    from transformers import AutoModelForImageTextToText, AutoProcessor
 
     if loader not in LOADERS:
         raise ConfigError(f"loader must be one of {LOADERS}, got {loader!r}")
@@ -126,7 +126,7 @@ def load_model(entry: ModelEntry, device: torch.device, loader: str = "ours",
     if attn_implementation:
         kwargs["attn_implementation"] = attn_implementation
     if entry.is_reference or loader == "transformers":
-        model = Qwen2VLForConditionalGeneration.from_pretrained(entry.path, **kwargs)
+        model = AutoModelForImageTextToText.from_pretrained(entry.path, **kwargs)
     else:
         from ..loading import load_quantized
 

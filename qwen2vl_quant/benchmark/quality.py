@@ -135,6 +135,7 @@ def load_eval_samples(config: QualityConfig, processor: Any) -> list[EvalSample]
     """The held-out samples: eval_data conversations and VQA questions (teacher forcing uses
     both; generation the VQA ones). Raises EvalDataError on unusable data."""
     from ..calibration.batches import CalibrationSummary, iter_samples
+    from ..config import CalibrationConfig
     from ..calibration.errors import CalibrationError as CalibError
 
     header = processor.tokenizer(ANSWER_HEADER, add_special_tokens=False)["input_ids"]
@@ -143,9 +144,9 @@ def load_eval_samples(config: QualityConfig, processor: Any) -> list[EvalSample]
     if config.eval_data:
         summary = CalibrationSummary()
         try:
-            for sample in iter_samples(config.eval_data, processor, summary, num_samples=config.max_samples,
-                                       min_pixels=config.min_pixels, max_pixels=config.max_pixels,
-                                       max_length=config.max_length):
+            selection = CalibrationConfig(num_samples=config.max_samples, min_pixels=config.min_pixels,
+                                          max_pixels=config.max_pixels, max_length=config.max_length)
+            for sample in iter_samples(config.eval_data, processor, summary, selection):
                 positions, targets, _ = answer_positions(sample.inputs["input_ids"][0], header, end)
                 if len(targets):
                     samples.append(EvalSample(sample.name, sample.inputs, positions, targets))
@@ -289,7 +290,7 @@ def evaluate(model: Any, processor: Any, samples: list[EvalSample], reference: l
     questions = 0
     for index, sample in enumerate(samples):
         inputs = {k: v.to(device) for k, v in sample.inputs.items()}
-        with record_paths() if index == 0 else contextlib.nullcontext() as log:
+        with record_paths(model) if index == 0 else contextlib.nullcontext() as log:
             # Only the answer positions go through lm_head (logits_to_keep takes indices).
             logits = model(**inputs, logits_to_keep=sample.positions.to(device)).logits[0]
             logprobs = torch.log_softmax(logits.float(), dim=-1).cpu()

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import dataclasses
-import logging
 import time
 from pathlib import Path
 from typing import Any, Sequence
@@ -13,14 +12,11 @@ from tqdm.auto import tqdm
 
 from ..errors import ConfigError
 from .machine import machine_info
-from ..api import resolve_device
+from ..pipeline.runs import resolve_device
 from .models import LOADERS, ModelEntry, resolve_models
 from .quality import QualityConfig, run_quality
 from .report import BenchReport
 from .speed import Runtime, SpeedConfig, run_specs, run_speed
-
-logger = logging.getLogger(__name__)
-
 
 def run_benchmark(
     model_dir: str | Path,

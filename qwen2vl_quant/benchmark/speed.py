@@ -225,10 +225,10 @@ def measure_text(model: Any, processor: Any, result: SpeedResult, length: int, c
     ids = prompt_ids(processor, model.config, length, config.seed).to(device)
     inputs = {"input_ids": ids, "attention_mask": torch.ones_like(ids)}
     # Untimed warm-up with the same shapes (CUDA context, Triton compilation, allocator);
-    # the only pass that listens to the dispatcher's path choices.
-    with record_paths() as log:
+    # the pass whose dispatcher counts give the path column.
+    with record_paths(model) as log:
         _generate(model, processor, inputs, 2)
-    result.kernel_path = describe_paths(model, log, length)
+    result.kernel_path = describe_paths(model, log)
     runs = [_generate(model, processor, inputs, config.new_tokens) for _ in range(config.repeats)]
     total, first = _median_run(runs)
     n = config.new_tokens
@@ -252,9 +252,9 @@ def measure_image(model: Any, processor: Any, result: SpeedResult, config: Speed
     result.image_tokens = int(grid[0] * grid[1] * grid[2]) // merge**2
     result.image_size = [int(grid[1]) * patch, int(grid[2]) * patch]
     result.input_length = int(inputs["input_ids"].shape[1])
-    with record_paths() as log:  # untimed warm-up, as in measure_text
+    with record_paths(model) as log:  # untimed warm-up, as in measure_text
         _generate(model, processor, inputs, 1)
-    result.kernel_path = describe_paths(model, log, result.input_length)
+    result.kernel_path = describe_paths(model, log)
     runs = [_generate(model, processor, inputs, 1) for _ in range(config.repeats)]
     total, _ = _median_run(runs)
     result.new_tokens = 1

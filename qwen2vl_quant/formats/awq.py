@@ -13,9 +13,8 @@ from typing import Any
 
 import torch
 
-from .packing import awq_pack_cols, pack_cols
+from ..kernels.reference import awq_pack_cols
 
-TENSOR_NAMES = ("qweight", "qzeros", "scales")
 VERSION = "gemm"
 # Qwen shipped ["visual"], which transformers 5 no longer matches against model.visual.*:
 # the vision tower then becomes AWQ layers and outputs NaN. The pair works in transformers
@@ -24,19 +23,13 @@ MODULES_TO_NOT_CONVERT = ("visual", "model.visual")
 
 
 def pack_along_n(codes: torch.Tensor, bits: int) -> torch.Tensor:
-    """int codes [R, N] -> int32 [R, N / pack]: the one place that decides the word layout.
-
-    4-bit: AutoAWQ's interleaved order [0, 2, 4, 6, 1, 3, 5, 7] (WQLinear_GEMM.from_linear).
-    8-bit: OPEN. AutoAWQ's GEMM path is 4-bit only and which 8-bit AWQ word order
-    transformers/gptqmodel/vLLM accept is being checked; until then 4 values per int32 in
-    natural order (value i at bits 8i), which is what kernels/reference.awq_unpack_cols
-    reads for 8 bits. Switching means changing this branch and that function together.
-    """
-    if bits == 4:
-        return awq_pack_cols(codes, bits)
-    if bits == 8:
-        return pack_cols(codes, bits)
-    raise ValueError(f"AWQ GEMM packs 4 or 8 bits, got {bits}")
+    """int codes [R, N] -> int32 [R, N / pack], as kernels/reference.awq_unpack_cols reads:
+    4-bit in AutoAWQ's interleaved order [0, 2, 4, 6, 1, 3, 5, 7] (WQLinear_GEMM.from_linear);
+    8-bit (AutoAWQ's GEMM path has none) in natural order, 4 values per int32, which is
+    what gptqmodel reads (tests/test_interop.py loads it in transformers)."""
+    if bits not in (4, 8):
+        raise ValueError(f"AWQ GEMM packs 4 or 8 bits, got {bits}")
+    return awq_pack_cols(codes, bits)
 
 
 def pack_awq(codes: torch.Tensor, zeros: torch.Tensor, scales: torch.Tensor, bits: int) -> dict[str, torch.Tensor]:

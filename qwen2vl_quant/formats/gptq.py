@@ -11,9 +11,8 @@ from typing import Any
 
 import torch
 
-from .packing import pack_cols, pack_rows
+from ..kernels.reference import pack_cols, pack_rows
 
-TENSOR_NAMES = ("qweight", "qzeros", "scales", "g_idx")
 CHECKPOINT_FORMAT = "gptq"
 
 

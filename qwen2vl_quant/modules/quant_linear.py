@@ -13,8 +13,11 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..algorithms.weights import QuantizedWeight
+from ..formats.awq import pack_awq
+from ..formats.gptq import pack_gptq
 from ..kernels.dispatch import PreparedWeight, prepare, quantized_linear, resolve_path
-from ..kernels.reference import dequantize_awq, dequantize_gptq, values_per_word
+from ..kernels.reference import dequantize, values_per_word
 
 
 class QuantLinear(nn.Module):
@@ -24,10 +27,11 @@ class QuantLinear(nn.Module):
 
     def __init__(self, in_features: int, out_features: int, *, bits: int, group_size: int, bias: bool,
                  dtype: torch.dtype, device: torch.device | str | None, packed_shapes: dict[str, tuple[int, ...]]) -> None:
+        """group_size: input channels per group, resolved (K for one group; a config's -1 is
+        resolved where a weight is quantized or a checkpoint loaded)."""
         super().__init__()
-        group = in_features if group_size == -1 else group_size
         pack = values_per_word(bits)
-        if in_features % group or out_features % pack or in_features % pack:
+        if group_size <= 0 or in_features % group_size or out_features % pack or in_features % pack:
             raise ValueError(f"cannot pack a {in_features}->{out_features} Linear at {bits} bits, group {group_size}")
         self.in_features, self.out_features = in_features, out_features
         self.bits, self.group_size = bits, group_size
@@ -64,6 +68,28 @@ class QuantLinear(nn.Module):
         """
         self._dense_cache = {} if keep else None
 
+    @classmethod
+    def from_weight(cls, linear: nn.Linear, qw: QuantizedWeight) -> "QuantLinear":
+        """A module holding ``qw`` packed in this class's layout, with ``linear``'s bias,
+        on ``linear``'s device, computing in its dtype."""
+        module = cls(linear.in_features, linear.out_features, bits=qw.bits, group_size=qw.group_size,
+                     bias=linear.bias is not None, dtype=linear.weight.dtype, device=linear.weight.device)
+        for name, tensor in cls.pack(qw).items():
+            getattr(module, name).copy_(tensor)
+        if linear.bias is not None:
+            module.bias.copy_(linear.bias.detach())
+        return module
+
+    @staticmethod
+    def pack(qw: QuantizedWeight) -> dict[str, torch.Tensor]:
+        raise NotImplementedError
+
+    def dequantize(self) -> torch.Tensor:
+        """Dense weight [N, K] in the compute dtype (the nn.Linear.weight it stands for)."""
+        dense = dequantize(self.layout, self.qweight, self.qzeros, self.scales, self.group_size, self.bits,
+                           getattr(self, "g_idx", None), dtype=torch.float32)
+        return dense.T.to(self.compute_dtype)
+
     def prepared(self) -> PreparedWeight:
         if self._prepared is None or self._prepared.device != self.qweight.device:
             self._prepared = prepare(self.layout, self.bits, self.group_size, self.qweight, self.qzeros, self.scales,
@@ -93,7 +119,7 @@ class GPTQLinear(QuantLinear):
     def __init__(self, in_features: int, out_features: int, *, bits: int, group_size: int, bias: bool,
                  dtype: torch.dtype = torch.bfloat16, device: torch.device | str | None = None) -> None:
         pack = values_per_word(bits)
-        groups = in_features // (in_features if group_size == -1 else group_size)
+        groups = in_features // group_size
         super().__init__(in_features, out_features, bits=bits, group_size=group_size, bias=bias, dtype=dtype,
                          device=device, packed_shapes={
                              "qweight": (in_features // pack, out_features),
@@ -102,10 +128,9 @@ class GPTQLinear(QuantLinear):
                              "g_idx": (in_features,),
                          })
 
-    def dequantize(self) -> torch.Tensor:
-        """Dense weight [N, K] in the compute dtype (the nn.Linear.weight it stands for)."""
-        dense = dequantize_gptq(self.qweight, self.qzeros, self.scales, self.g_idx, self.bits, dtype=torch.float32)
-        return dense.T.to(self.compute_dtype)
+    @staticmethod
+    def pack(qw: QuantizedWeight) -> dict[str, torch.Tensor]:
+        return pack_gptq(qw.codes, qw.zeros, qw.scales, qw.g_idx, qw.bits)
 
 
 class AWQLinear(QuantLinear):
@@ -124,6 +149,6 @@ class AWQLinear(QuantLinear):
                              "scales": (groups, out_features),
                          })
 
-    def dequantize(self) -> torch.Tensor:
-        dense = dequantize_awq(self.qweight, self.qzeros, self.scales, self.group_size, self.bits, dtype=torch.float32)
-        return dense.T.to(self.compute_dtype)
+    @staticmethod
+    def pack(qw: QuantizedWeight) -> dict[str, torch.Tensor]:
+        return pack_awq(qw.codes, qw.zeros, qw.scales, qw.bits)

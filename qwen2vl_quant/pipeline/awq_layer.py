@@ -42,10 +42,9 @@ from ..algorithms.awq import (
     search_scales,
     weight_mean,
 )
-from ..algorithms.gptq import QuantizedWeight
 from ..arch import ArchSpec, SmoothingPair
-from ..awq_config import AWQConfig
-from ..formats.awq import pack_awq
+from ..config import AWQConfig
+from ..modules import replace_module
 from ..modules.quant_linear import AWQLinear
 from ..report import LinearReport
 from .capture import LayerInputs, move_to
@@ -53,10 +52,6 @@ from .layerwise import Progress, StepResult
 from .runner import ErrorMeter, LayerRunner, StridedSample
 
 logger = logging.getLogger(__name__)
-
-# q/k outputs only matter through the q.k^T product, which a per-Linear output error does not
-# see, so AutoAWQ never clips them (_search_best_clip, avoid_clipping "q_", "k_").
-NOT_CLIPPED = ("self_attn.q_proj", "self_attn.k_proj")
 
 
 @dataclass(frozen=True)
@@ -118,7 +113,9 @@ def quantize_layer_awq(
         clip = clips.get(name)
         qw = quantize_weight(weights[name], bits=config.bits, group_size=config.group_size,
                              zero_point=config.zero_point, max_val=None if clip is None else clip.max_val)
-        _set_module(layer, name, awq_module(linear, qw))
+        module = AWQLinear.from_weight(linear, qw)
+        module.keep_dequantized(True)  # the layer runs over every sample next; run_layers drops it
+        replace_module(layer, name, module)
         seconds[name] += time.perf_counter() - start
         reports.append(LinearReport(layer=index, name=name, in_features=linear.in_features,
                                     out_features=linear.out_features, seconds=seconds[name],
@@ -208,7 +205,7 @@ def evenly_spread_samples(token_counts: Sequence[int], budget: int) -> list[int]
 
 
 def clipped_linears(spec: ArchSpec) -> list[str]:
-    return [name for name in spec.quantized_linears if name not in NOT_CLIPPED]
+    return [name for name in spec.quantized_linears if name not in spec.not_clipped]
 
 
 # -- scale search --------------------------------------------------------------------------
@@ -444,25 +441,7 @@ def search_layer_clips(spec: ArchSpec, config: AWQConfig, weights: dict[str, tor
     return clips
 
 
-# -- modules and reports -------------------------------------------------------------------
-
-
-def awq_module(linear: nn.Linear, qw: QuantizedWeight) -> AWQLinear:
-    """An AWQLinear holding ``qw`` packed in the AWQ GEMM layout, with the Linear's bias."""
-    packed = pack_awq(qw.codes, qw.zeros, qw.scales, qw.bits)
-    module = AWQLinear(linear.in_features, linear.out_features, bits=qw.bits, group_size=qw.group_size,
-                       bias=linear.bias is not None, dtype=linear.weight.dtype, device=linear.weight.device)
-    for name, tensor in packed.items():
-        getattr(module, name).copy_(tensor)
-    if linear.bias is not None:
-        module.bias.copy_(linear.bias.detach())
-    module.keep_dequantized(True)  # the layer runs over every sample next; run_layers drops it
-    return module
-
-
-def _set_module(layer: nn.Module, name: str, module: nn.Module) -> None:
-    parent, _, child = name.rpartition(".")
-    setattr(layer.get_submodule(parent), child, module)
+# -- reports ---------------------------------------------------------------------------------
 
 
 def _spread(seconds: dict[str, float] | None, names: Sequence[str], elapsed: float) -> None:

@@ -9,7 +9,6 @@ real ValueErrors from transformers (DESIGN.md section 5).
 from __future__ import annotations
 
 import contextlib
-import logging
 from dataclasses import dataclass
 from typing import Any, Iterator
 
@@ -19,20 +18,45 @@ from tqdm.auto import tqdm
 
 from ..calibration.batches import CalibrationSample
 
-logger = logging.getLogger(__name__)
-
-
 class StopForward(Exception):
     """Raised by our hooks to end a forward early; never escapes the pipeline."""
 
 
+@dataclass(frozen=True)
+class DeepStack:
+    """Qwen3-VL's DeepStack for one sample: features of several vision blocks, added to the
+    hidden states at the visual positions after the first decoder layers (one tensor per
+    layer: after layer i, ``embeds[i]``), as Qwen3VLTextModel.forward does. Not an input of
+    any layer, so the capture records it beside the layer's kwargs."""
+
+    visual_mask: torch.Tensor  # bool [batch, seq]
+    embeds: tuple[torch.Tensor, ...]  # [visual tokens, hidden] each
+
+    def after_layer(self, index: int, hidden: torch.Tensor) -> torch.Tensor:
+        """``hidden`` as the next layer sees it (transformers' ``_deepstack_process``)."""
+        if index >= len(self.embeds):
+            return hidden
+        hidden = hidden.clone()
+        mask = self.visual_mask.to(hidden.device)
+        hidden[mask, :] = hidden[mask, :] + self.embeds[index].to(hidden.device, hidden.dtype)
+        return hidden
+
+
 @dataclass
 class LayerInputs:
-    """What one sample feeds a decoder layer: hidden states, keyword arguments, real tokens."""
+    """What one sample feeds a decoder layer: hidden states, keyword arguments, real tokens,
+    and (Qwen3-VL) what is added to the hidden states after the first layers."""
 
     hidden: torch.Tensor  # [batch, seq, hidden]
     kwargs: dict[str, Any]
     token_mask: torch.Tensor  # bool [batch, seq]
+    deepstack: DeepStack | None = None
+
+    def next(self, hidden: torch.Tensor, index: int) -> "LayerInputs":
+        """The inputs of layer ``index + 1``, given layer ``index``'s output ``hidden``."""
+        if self.deepstack is not None:
+            hidden = self.deepstack.after_layer(index, hidden)
+        return LayerInputs(hidden, self.kwargs, self.token_mask, self.deepstack)
 
 
 def capture_first_layer_inputs(
@@ -42,18 +66,32 @@ def capture_first_layer_inputs(
     device: torch.device,
     store_device: torch.device,
     show_progress: bool = True,
+    deepstack_source: tuple[nn.Module, str, str] | None = None,
 ) -> list[LayerInputs]:
-    """Run ``model`` on each sample up to ``first_layer`` and return what that layer got."""
+    """Run ``model`` on each sample up to ``first_layer`` and return what that layer got.
+
+    deepstack_source: (the text model, its keyword naming the visual positions, its keyword
+    holding the DeepStack features): recorded by a pre-hook on the text model's forward."""
     captured: list[LayerInputs] = []
     current: dict[str, Any] = {}
 
     def hook(module: nn.Module, args: tuple, kwargs: dict[str, Any]) -> None:
         hidden = args[0] if args else kwargs.pop("hidden_states")
         rest = {k: move_to(v, store_device) for k, v in kwargs.items()}
-        current["inputs"] = LayerInputs(hidden.detach().to(store_device), rest, current["mask"])
+        current["inputs"] = LayerInputs(hidden.detach().to(store_device), rest, current["mask"],
+                                        current.get("deepstack"))
         raise StopForward
 
-    handle = first_layer.register_forward_pre_hook(hook, with_kwargs=True)
+    def text_model_hook(module: nn.Module, args: tuple, kwargs: dict[str, Any]) -> None:
+        _, mask_name, embeds_name = deepstack_source
+        embeds = kwargs.get(embeds_name)
+        if embeds is not None:
+            current["deepstack"] = DeepStack(kwargs[mask_name].detach().to(store_device),
+                                             tuple(e.detach().to(store_device) for e in embeds))
+
+    handles = [first_layer.register_forward_pre_hook(hook, with_kwargs=True)]
+    if deepstack_source is not None:
+        handles.append(deepstack_source[0].register_forward_pre_hook(text_model_hook, with_kwargs=True))
     try:
         with torch.inference_mode(), flush_denormals():
             for sample in tqdm(samples, desc="capture layer-0 inputs", unit="sample", leave=False,
@@ -69,7 +107,8 @@ def capture_first_layer_inputs(
                     raise RuntimeError(f"sample {sample.name} never reached the first decoder layer")
                 captured.append(current.pop("inputs"))
     finally:
-        handle.remove()
+        for handle in handles:
+            handle.remove()
     return captured
 
 

@@ -20,7 +20,7 @@ from pathlib import Path
 
 import torch
 
-from ..arch import module_name_for_key, uses_legacy_keys
+from ..arch import ArchSpec
 from ..errors import ModelLoadError
 from .safetensors_io import StoredTensor, read_header
 
@@ -39,14 +39,15 @@ SINGLE_FILE = "model.safetensors"
 class CheckpointReader:
     """Maps every tensor key of a (sharded or single-file) safetensors checkpoint to its file."""
 
-    def __init__(self, model_dir: str | Path) -> None:
+    def __init__(self, model_dir: str | Path, spec: ArchSpec) -> None:
         self.model_dir = Path(model_dir)
+        self.spec = spec
         self._headers: dict[str, dict[str, StoredTensor]] = {}
         self._files: dict[str, int] = {}  # open file descriptors, for os.pread
         self.key_to_file = self._index()
-        self.legacy_keys = uses_legacy_keys(self.key_to_file)
+        self.legacy_keys = spec.uses_legacy_keys(self.key_to_file)
         # transformers-5 parameter name -> key as stored in this checkpoint
-        self.key_of = {module_name_for_key(k): k for k in self.key_to_file}
+        self.key_of = {spec.module_name_for_key(k): k for k in self.key_to_file}
 
     def _index(self) -> dict[str, str]:
         index_path = self.model_dir / INDEX_FILE
@@ -143,9 +144,6 @@ class CheckpointReader:
         """Tensors under a module prefix, keyed relative to it (for load_state_dict)."""
         start = prefix + "."
         return {name[len(start) :]: self.get(name) for name in self.key_of if name.startswith(start)}
-
-    def file_of(self, name: str) -> Path:
-        return self.model_dir / self.key_to_file[self.key_of[name]]
 
     def close(self) -> None:
         for fd in self._files.values():

@@ -18,7 +18,6 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
-from ..arch import ArchSpec
 from ..calibration.batches import CalibrationSample
 from ..modules.quant_linear import QuantLinear
 from ..report import LinearReport
@@ -52,16 +51,20 @@ class LayerSink(Protocol):
                    next_hidden: list[torch.Tensor]) -> None: ...
 
 
-def capture_inputs(source, samples: list[CalibrationSample], spec: ArchSpec, device: torch.device,
-                   store_device: torch.device, show_progress: bool = True) -> list[LayerInputs]:
+def capture_inputs(source, samples: list[CalibrationSample], device: torch.device, store_device: torch.device,
+                   show_progress: bool = True) -> list[LayerInputs]:
     front = source.front(device)
+    spec = source.spec
     try:
         first = front.get_submodule(spec.layers_path)[0]
         layer_types = set(getattr(source.text_config, "layer_types", None) or ["full_attention"])
         if len(layer_types) > 1:
             # The mask captured at layer 0 would be wrong for layers of the other kind.
             raise NotImplementedError(f"models mixing attention kinds {sorted(layer_types)} are not supported")
-        return capture_first_layer_inputs(front, first, samples, device, store_device, show_progress)
+        deepstack = None
+        if spec.deepstack_kwargs is not None:
+            deepstack = (front.get_submodule(spec.text_model), *spec.deepstack_kwargs)
+        return capture_first_layer_inputs(front, first, samples, device, store_device, show_progress, deepstack)
     finally:
         source.release_front()
 
@@ -70,7 +73,6 @@ def run_layers(
     source,
     inputs: list[LayerInputs],
     step: LayerStep,
-    spec: ArchSpec,
     sink: LayerSink,
     *,
     device: torch.device,
@@ -79,6 +81,7 @@ def run_layers(
     show_progress: bool = True,
 ) -> list[LinearReport]:
     """Quantize layers ``start_layer..`` of ``source``; returns the reports of those layers."""
+    spec = source.spec
     runner = LayerRunner(inputs, device)
     total_tokens = sum(int(s.token_mask.sum()) for s in inputs)
     reports: list[LinearReport] = []
@@ -110,8 +113,10 @@ def run_layers(
             if isinstance(module, QuantLinear):
                 module.keep_dequantized(False)
         layer.to(home)
-        sink.layer_done(index, layer, layer_reports, next_hidden)
-        runner.inputs = [LayerInputs(h, s.kwargs, s.token_mask) for h, s in zip(next_hidden, runner.inputs)]
+        # What the next layer gets (with Qwen3-VL's DeepStack features added after the first
+        # layers), saved as the resume state before the layer counts as finished.
+        runner.inputs = [s.next(h, index) for h, s in zip(next_hidden, runner.inputs, strict=True)]
+        sink.layer_done(index, layer, layer_reports, [s.hidden for s in runner.inputs])
         reports += layer_reports
         worst = max(layer_reports, key=lambda r: r.rel_error)
         logger.info("layer %d done in %.1fs; worst rel. error %.4f (%s)", index,

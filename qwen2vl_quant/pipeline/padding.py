@@ -14,7 +14,9 @@ import math
 import torch
 from torch import nn
 
+from ..arch import ArchSpec
 from ..errors import ConfigError
+from ..modules import replace_module
 
 KERNEL_TILE = 128  # vLLM's Marlin / exllama kernels split K in multiples of 128
 
@@ -27,18 +29,18 @@ def padded_intermediate_size(size: int, tensor_parallel: int, group_size: int) -
     return -(-size // step) * step
 
 
-def pad_mlp(layer: nn.Module, new_size: int) -> None:
-    """Grow gate/up (output rows) and down (input columns) of ``layer.mlp`` with zeros."""
-    mlp = layer.mlp
-    old = mlp.gate_proj.out_features
+def pad_mlp(layer: nn.Module, spec: ArchSpec, new_size: int) -> None:
+    """Grow gate/up (output rows) and down (input columns) of the layer's MLP with zeros."""
+    *_, gate_up, (down,) = spec.sequential_groups
+    old = layer.get_submodule(gate_up[0]).out_features
     if new_size == old:
         return
     if new_size < old:
         raise ConfigError(f"cannot pad the intermediate size {old} down to {new_size}")
-    for name in ("gate_proj", "up_proj"):
-        setattr(mlp, name, _grow(getattr(mlp, name), out_features=new_size))
-    mlp.down_proj = _grow(mlp.down_proj, in_features=new_size)
-    mlp.intermediate_size = new_size
+    for name in gate_up:
+        replace_module(layer, name, _grow(layer.get_submodule(name), out_features=new_size))
+    replace_module(layer, down, _grow(layer.get_submodule(down), in_features=new_size))
+    layer.get_submodule(spec.decoder.mlp).intermediate_size = new_size
 
 
 def _grow(linear: nn.Linear, *, in_features: int | None = None, out_features: int | None = None) -> nn.Linear:

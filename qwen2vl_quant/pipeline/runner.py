@@ -7,7 +7,7 @@ only ever see the tensors these hooks collect.
 from __future__ import annotations
 
 import contextlib
-from typing import Callable, Iterator
+from typing import Callable, Iterable, Iterator
 
 import torch
 import torch.nn.functional as F
@@ -76,6 +76,22 @@ class LayerRunner:
         finally:
             for handle in handles:
                 handle.remove()
+
+
+def batched(tensors: Iterable[torch.Tensor], min_tokens: int) -> Iterator[torch.Tensor]:
+    """Consecutive [tokens, K] tensors concatenated into batches of at least ``min_tokens``
+    rows (the last may be smaller), never splitting one: statistics over short samples are
+    accumulated a few thousand tokens at a time, where one product runs at a better rate."""
+    pending: list[torch.Tensor] = []
+    count = 0
+    for tensor in tensors:
+        pending.append(tensor)
+        count += tensor.shape[0]
+        if count >= min_tokens:
+            yield pending[0] if len(pending) == 1 else torch.cat(pending)
+            pending, count = [], 0
+    if pending:
+        yield pending[0] if len(pending) == 1 else torch.cat(pending)
 
 
 class StridedSample:

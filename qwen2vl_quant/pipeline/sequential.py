@@ -1,9 +1,10 @@
 """Walking a decoder layer group by group, computing each activation once.
 
-A Qwen2-VL decoder layer is two pre-norm residual blocks (Qwen2VLDecoderLayer.forward):
+The decoder layers of every family we handle are two pre-norm residual blocks
+(arch.DecoderLayout, e.g. Qwen2VLDecoderLayer.forward):
 
-    h2  = h  + o_proj(attention(q/k/v_proj(input_layernorm(h))))
-    out = h2 + down_proj(act(gate_proj(x2)) * up_proj(x2)),   x2 = post_attention_layernorm(h2)
+    h2  = h  + o_proj(attention(q/k/v_proj(input_norm(h))))
+    out = h2 + down_proj(act(gate_proj(x2)) * up_proj(x2)),   x2 = post_attention_norm(h2)
 
 True-sequential quantization needs the inputs of each group with the earlier groups
 already quantized. Re-running the layer from the top for every group (what hook-based
@@ -15,64 +16,61 @@ forward with the quantized modules.
 
 from __future__ import annotations
 
-from typing import Callable
+from typing import Any, Callable, Iterable, Protocol
 
 import torch
 from torch import nn
 
-from ..algorithms.gptq import HessianAccumulator
+from ..arch import ArchSpec
 from .capture import StopForward, move_to
-from .runner import ErrorMeter, LayerRunner
+from .runner import ErrorMeter, LayerRunner, batched
 
-QKV = ("self_attn.q_proj", "self_attn.k_proj", "self_attn.v_proj")
-O = ("self_attn.o_proj",)
-GATE_UP = ("mlp.gate_proj", "mlp.up_proj")
-DOWN = ("mlp.down_proj",)
-GROUPS = (QKV, O, GATE_UP, DOWN)
-
-# Real tokens per Hessian update (pipeline memory: this many rows of the widest input, in
+# Real tokens per statistics update (pipeline memory: this many rows of the widest input, in
 # float32, e.g. 4096 x 8960 x 4 B = 147 MB for Qwen2-VL-2B's down_proj).
-HESSIAN_CHUNK_TOKENS = 4096
+STATISTICS_CHUNK_TOKENS = 4096
 
-# Called once per group with the Hessian of the group's (shared) input, or None when the
-# method needs no statistics; must replace the group's Linears with quantized ones.
-SolveGroup = Callable[[tuple[str, ...], HessianAccumulator | None], None]
+
+class Statistics(Protocol):
+    """What a method accumulates over a group's input (GPTQ: its Hessian)."""
+
+    def add_batch(self, x: torch.Tensor) -> None: ...
+
+
+# Called once per group with the statistics of the group's (shared) input, or None when the
+# method needs none; must replace the group's Linears with quantized ones.
+SolveGroup = Callable[[tuple[str, ...], Any], None]
+# in_features -> a fresh Statistics for an input that wide; None when the method needs none.
+NewStatistics = Callable[[int], Statistics] | None
 
 
 @torch.inference_mode()
-def quantize_sequentially(layer: nn.Module, runner: LayerRunner, solve: SolveGroup, meter: ErrorMeter,
-                          store_device: torch.device, with_hessians: bool = True) -> list[torch.Tensor]:
+def quantize_sequentially(layer: nn.Module, runner: LayerRunner, spec: ArchSpec, solve: SolveGroup,
+                          meter: ErrorMeter, store_device: torch.device,
+                          new_statistics: NewStatistics = None) -> list[torch.Tensor]:
     """Quantize the layer's four groups in order; return each sample's layer output."""
     dev = runner.device
     samples = runner.inputs
     masks = [s.token_mask.to(dev).reshape(-1) for s in samples]
+    qkv, o, gate_up, down = spec.sequential_groups
+    parts = spec.decoder
+    input_norm, post_norm = layer.get_submodule(parts.input_norm), layer.get_submodule(parts.post_attention_norm)
+    attention, activation = layer.get_submodule(parts.attention), layer.get_submodule(parts.mlp_activation)
 
     def real(t: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         return t.reshape(-1, t.shape[-1])[mask]
 
-    def hessian_of(inputs) -> HessianAccumulator | None:
-        if not with_hessians:
+    def statistics_of(inputs: Iterable[tuple[torch.Tensor, torch.Tensor]]) -> Statistics | None:
+        if new_statistics is None:
             return None
-        accumulator = None
-        pending: list[torch.Tensor] = []
-        pending_tokens = 0
-        for x, mask in inputs:
-            if accumulator is None:
-                accumulator = HessianAccumulator(x.shape[-1], dev)
-            pending.append(real(x, mask))
-            pending_tokens += pending[-1].shape[0]
-            # Samples are short (a few hundred tokens): one product over several of them
-            # runs at a better rate, and every add_batch rescales the whole K x K matrix.
-            if pending_tokens >= HESSIAN_CHUNK_TOKENS:
-                accumulator.add_batch(torch.cat(pending))
-                pending.clear()
-                pending_tokens = 0
-        if pending:
-            accumulator.add_batch(torch.cat(pending))
-        return accumulator
+        statistics = None
+        for chunk in batched((real(x, mask) for x, mask in inputs), STATISTICS_CHUNK_TOKENS):
+            if statistics is None:
+                statistics = new_statistics(chunk.shape[-1])
+            statistics.add_batch(chunk)
+        return statistics
 
-    # q/k/v read input_layernorm(h): no Linear has to run for their statistics.
-    solve(QKV, hessian_of((layer.input_layernorm(s.hidden.to(dev)), m) for s, m in zip(samples, masks)))
+    # q/k/v read the input norm's output: no Linear has to run for their statistics.
+    solve(qkv, statistics_of((input_norm(s.hidden.to(dev)), m) for s, m in zip(samples, masks)))
 
     # o_proj reads the attention output, which needs the quantized q/k/v: run the attention
     # once per sample, keep o_proj's input, stop before o_proj computes anything.
@@ -83,14 +81,14 @@ def quantize_sequentially(layer: nn.Module, runner: LayerRunner, solve: SolveGro
         box["x"] = args[0]
         raise StopForward
 
-    meter_hooks = [layer.get_submodule(n).register_forward_hook(meter.hook(n, box)) for n in QKV]
-    handle = layer.self_attn.o_proj.register_forward_pre_hook(grab)
+    o_proj = layer.get_submodule(o[0])
+    meter_hooks = [layer.get_submodule(n).register_forward_hook(meter.hook(n, box)) for n in qkv]
+    handle = o_proj.register_forward_pre_hook(grab)
     try:
         for sample, mask in zip(samples, masks):
             box["mask"] = mask
             try:
-                layer.self_attn(hidden_states=layer.input_layernorm(sample.hidden.to(dev)),
-                                **move_to(sample.kwargs, dev))
+                attention(hidden_states=input_norm(sample.hidden.to(dev)), **move_to(sample.kwargs, dev))
             except StopForward:
                 pass
             o_inputs.append(box.pop("x").to(store_device))
@@ -98,31 +96,33 @@ def quantize_sequentially(layer: nn.Module, runner: LayerRunner, solve: SolveGro
         handle.remove()
         for h in meter_hooks:
             h.remove()
-    solve(O, hessian_of((x.to(dev), m) for x, m in zip(o_inputs, masks)))
+    solve(o, statistics_of((x.to(dev), m) for x, m in zip(o_inputs, masks)))
 
+    o_proj = layer.get_submodule(o[0])  # the quantized one now
     residuals = []
     for sample, x, mask in zip(samples, o_inputs, masks):
         x = x.to(dev)
-        y = layer.self_attn.o_proj(x)
-        meter.add(O[0], real(x, mask), real(y, mask))
+        y = o_proj(x)
+        meter.add(o[0], real(x, mask), real(y, mask))
         residuals.append((sample.hidden.to(dev) + y).to(store_device))
     del o_inputs
-    solve(GATE_UP, hessian_of((layer.post_attention_layernorm(h2.to(dev)), m) for h2, m in zip(residuals, masks)))
+    solve(gate_up, statistics_of((post_norm(h2.to(dev)), m) for h2, m in zip(residuals, masks)))
 
-    mlp = layer.mlp
+    gate_proj, up_proj = (layer.get_submodule(n) for n in gate_up)
     acts = []
     for h2, mask in zip(residuals, masks):
-        x2 = layer.post_attention_layernorm(h2.to(dev))
-        gate, up = mlp.gate_proj(x2), mlp.up_proj(x2)
-        meter.add(GATE_UP[0], real(x2, mask), real(gate, mask))
-        meter.add(GATE_UP[1], real(x2, mask), real(up, mask))
-        acts.append((mlp.act_fn(gate) * up).to(store_device))
-    solve(DOWN, hessian_of((a.to(dev), m) for a, m in zip(acts, masks)))
+        x2 = post_norm(h2.to(dev))
+        gate, up = gate_proj(x2), up_proj(x2)
+        meter.add(gate_up[0], real(x2, mask), real(gate, mask))
+        meter.add(gate_up[1], real(x2, mask), real(up, mask))
+        acts.append((activation(gate) * up).to(store_device))
+    solve(down, statistics_of((a.to(dev), m) for a, m in zip(acts, masks)))
 
+    down_proj = layer.get_submodule(down[0])
     outputs = []
     for h2, act, mask in zip(residuals, acts, masks):
         act = act.to(dev)
-        y = mlp.down_proj(act)
-        meter.add(DOWN[0], real(act, mask), real(y, mask))
+        y = down_proj(act)
+        meter.add(down[0], real(act, mask), real(y, mask))
         outputs.append((h2.to(dev) + y).to(store_device))
     return outputs

@@ -9,27 +9,18 @@ read from the memory-mapped shards when their turn comes.
 
 from __future__ import annotations
 
-import logging
 from pathlib import Path
 from typing import Any
 
 import torch
 from torch import nn
-from transformers import AutoProcessor, Qwen2VLConfig, Qwen2VLForConditionalGeneration
-from transformers.models.qwen2_vl.modeling_qwen2_vl import Qwen2VLDecoderLayer
+from transformers import AutoConfig, AutoProcessor, PretrainedConfig, PreTrainedModel
 
-from ..arch import QWEN2_VL
+from ..arch import ArchSpec, spec_for
 from ..errors import ModelLoadError
 from ..model_dir import read_model_config
 from .checkpoint import CheckpointReader
 from .padding import pad_mlp
-
-logger = logging.getLogger(__name__)
-
-# Modules the front model needs to run up to layer 0; everything else stays on "meta".
-VISUAL = "model.visual"
-EMBEDDINGS = "model.language_model.embed_tokens"
-FRONT_MODULES = (VISUAL, EMBEDDINGS)
 
 
 class RowReadingEmbedding(nn.Module):
@@ -55,17 +46,23 @@ class RowReadingEmbedding(nn.Module):
         return table[inverse.to(self.device)]
 
 
-def read_qwen2vl_config(model_dir: str | Path) -> Qwen2VLConfig:
-    """The model's config, or a one-line ModelLoadError if this is not a Qwen2-VL directory."""
-    read_model_config(model_dir)
+def read_config(model_dir: str | Path) -> tuple[PretrainedConfig, ArchSpec]:
+    """The model's config and spec, or a one-line ModelLoadError for a directory of a
+    family we do not handle."""
+    raw = read_model_config(model_dir)
+    spec = spec_for(raw["model_type"])
     try:
-        return Qwen2VLConfig.from_pretrained(model_dir)
+        return AutoConfig.from_pretrained(model_dir), spec
     except (ValueError, TypeError, KeyError) as exc:
-        raise ModelLoadError(f"{Path(model_dir) / 'config.json'} is not a valid Qwen2-VL config: {exc}") from exc
+        raise ModelLoadError(f"{Path(model_dir) / 'config.json'} is not a valid {spec.model_type} config: {exc}") from exc
+
+
+def spec_of_model(model: nn.Module) -> ArchSpec:
+    return spec_for(getattr(getattr(model, "config", None), "model_type", None))
 
 
 def load_processor(model_dir: str | Path) -> Any:
-    """The model's Qwen2-VL processor (tokenizer + image/video processors + chat template)."""
+    """The model's processor (tokenizer + image/video processors + chat template)."""
     model_dir = Path(model_dir)
     if not (model_dir / "preprocessor_config.json").is_file() and not (model_dir / "processor_config.json").is_file():
         raise ModelLoadError(f"{model_dir} has no processor (processor_config.json or preprocessor_config.json); "
@@ -79,10 +76,10 @@ def load_processor(model_dir: str | Path) -> Any:
     return processor
 
 
-def build_skeleton(config: Qwen2VLConfig) -> Qwen2VLForConditionalGeneration:
+def build_skeleton(config: PretrainedConfig, spec: ArchSpec) -> PreTrainedModel:
     """The full module tree with every parameter on the meta device (no memory)."""
     with torch.device("meta"):
-        model = Qwen2VLForConditionalGeneration(config)
+        model = spec.model_class()(config)
     return model
 
 
@@ -103,23 +100,24 @@ def rebuild_meta_buffers(model: nn.Module, device: torch.device | str = "cpu") -
 
 
 class DirectorySource:
-    """Streams a Qwen2-VL checkpoint directory: front modules once, then layer by layer."""
+    """Streams a checkpoint directory: front modules once, then layer by layer."""
 
     def __init__(self, model_dir: str | Path, dtype: torch.dtype | None = None) -> None:
         self.model_dir = Path(model_dir)
-        self.config = read_qwen2vl_config(self.model_dir)
-        self.reader = CheckpointReader(self.model_dir)
+        self.config, self.spec = read_config(self.model_dir)
+        self.reader = CheckpointReader(self.model_dir, self.spec)
         self._check_tensors()
-        self.skeleton = build_skeleton(self.config)
+        self.skeleton = build_skeleton(self.config, self.spec)
         self.text_config = self.skeleton.config.text_config
-        self.dtype = dtype or self.reader.get(f"{QWEN2_VL.layer_prefix(0)}.self_attn.q_proj.weight").dtype
+        first = f"{self.spec.layer_prefix(0)}.{self.spec.quantized_linears[0]}.weight"
+        self.dtype = dtype or self.reader.get(first).dtype
         self.num_layers = self.config.text_config.num_hidden_layers
         self._meta_embeddings: nn.Module | None = None  # the skeleton's table while front() lends a row reader
         # Set by the caller to pad every layer's MLP (pipeline/padding.py) as it is loaded.
         self.padded_intermediate_size: int | None = None
 
     def _check_tensors(self) -> None:
-        expected = {name for name, _ in build_skeleton(self.config).named_parameters()}
+        expected = {name for name, _ in build_skeleton(self.config, self.spec).named_parameters()}
         present = set(self.reader.names())
         # lm_head may be tied to the embeddings and then absent from the checkpoint
         missing = sorted(expected - present - ({"lm_head.weight"} if self.config.tie_word_embeddings else set()))
@@ -127,14 +125,15 @@ class DirectorySource:
             shown = ", ".join(missing[:3]) + (f" and {len(missing) - 3} more" if len(missing) > 3 else "")
             raise ModelLoadError(f"{self.model_dir}: weights are missing from the checkpoint: {shown}")
 
-    def front(self, device: torch.device) -> Qwen2VLForConditionalGeneration:
+    def front(self, device: torch.device) -> PreTrainedModel:
         """The model with only the modules before layer 0 loaded, on ``device``; the
         embedding table stays on disk (RowReadingEmbedding)."""
-        model = self.skeleton
-        visual = model.get_submodule(VISUAL)
-        visual.load_state_dict(_cast(self.reader.get_prefix(VISUAL), self.dtype), strict=True, assign=True)
-        self._meta_embeddings = model.get_submodule(EMBEDDINGS)
-        model.set_submodule(EMBEDDINGS, RowReadingEmbedding(self.reader, f"{EMBEDDINGS}.weight", self.dtype, device))
+        model, spec = self.skeleton, self.spec
+        visual = model.get_submodule(spec.visual)
+        visual.load_state_dict(_cast(self.reader.get_prefix(spec.visual), self.dtype), strict=True, assign=True)
+        self._meta_embeddings = model.get_submodule(spec.embeddings)
+        model.set_submodule(spec.embeddings,
+                            RowReadingEmbedding(self.reader, f"{spec.embeddings}.weight", self.dtype, device))
         rebuild_meta_buffers(model, device)
         visual.to(device)
         model.eval()
@@ -142,19 +141,19 @@ class DirectorySource:
 
     def release_front(self) -> None:
         """Drop the front modules' weights (back to meta) before the layers are streamed."""
-        self.skeleton.get_submodule(VISUAL).to("meta")
+        self.skeleton.get_submodule(self.spec.visual).to("meta")
         if self._meta_embeddings is not None:
-            self.skeleton.set_submodule(EMBEDDINGS, self._meta_embeddings)
+            self.skeleton.set_submodule(self.spec.embeddings, self._meta_embeddings)
             self._meta_embeddings = None
 
     def layer(self, index: int) -> nn.Module:
         """Decoder layer ``index`` read from the shards, on CPU in the model dtype."""
         with torch.device("meta"):
-            layer = Qwen2VLDecoderLayer(self.text_config, index)
-        state = _cast(self.reader.get_prefix(QWEN2_VL.layer_prefix(index)), self.dtype)
+            layer = self.spec.decoder_layer_class()(self.text_config, index)
+        state = _cast(self.reader.get_prefix(self.spec.layer_prefix(index)), self.dtype)
         layer.load_state_dict(state, strict=True, assign=True)
         if self.padded_intermediate_size:
-            pad_mlp(layer, self.padded_intermediate_size)
+            pad_mlp(layer, self.spec, self.padded_intermediate_size)
         return layer.eval()
 
     def close(self) -> None:
@@ -162,21 +161,19 @@ class DirectorySource:
 
 
 class ModelSource:
-    """A Qwen2-VL model already in memory; its decoder layers are quantized in place."""
+    """A model already in memory; its decoder layers are quantized in place."""
 
-    def __init__(self, model: Qwen2VLForConditionalGeneration) -> None:
-        if getattr(model.config, "model_type", None) != QWEN2_VL.model_type:
-            raise ModelLoadError(f"expected a Qwen2-VL model, got {type(model).__name__}")
+    def __init__(self, model: PreTrainedModel) -> None:
+        self.spec = spec_of_model(model)
         self.model = model
         self.config = model.config
         self.text_config = model.config.text_config
-        self.layers = model.get_submodule(QWEN2_VL.layers_path)
+        self.layers = model.get_submodule(self.spec.layers_path)
         self.num_layers = len(self.layers)
         self.dtype = next(self.layers[0].parameters()).dtype
-        self._devices: dict[int, torch.device] = {}
 
-    def front(self, device: torch.device) -> Qwen2VLForConditionalGeneration:
-        for prefix in FRONT_MODULES:
+    def front(self, device: torch.device) -> PreTrainedModel:
+        for prefix in self.spec.front_modules:
             self.model.get_submodule(prefix).to(device)
         self.model.eval()
         return self.model
@@ -185,9 +182,7 @@ class ModelSource:
         pass
 
     def layer(self, index: int) -> nn.Module:
-        layer = self.layers[index]
-        self._devices[index] = next(layer.parameters()).device
-        return layer
+        return self.layers[index]
 
     def close(self) -> None:
         pass

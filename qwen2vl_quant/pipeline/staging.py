@@ -59,7 +59,8 @@ class Staging:
         return 0
 
     def save_captured(self, inputs: list[LayerInputs]) -> None:
-        _save(self.path / "captured.pt", [{"kwargs": s.kwargs, "token_mask": s.token_mask} for s in inputs])
+        _save(self.path / "captured.pt", [{"kwargs": s.kwargs, "token_mask": s.token_mask, "deepstack": s.deepstack}
+                                          for s in inputs])
         _save(self.path / "activations.pt", [s.hidden for s in inputs])
         self.captured = True
         self._write_state(0)
@@ -71,7 +72,7 @@ class Staging:
     def load_inputs(self) -> list[LayerInputs]:
         captured = torch.load(self.path / "captured.pt", weights_only=False)
         hidden = torch.load(self.path / "activations.pt", weights_only=True)
-        return [LayerInputs(h, c["kwargs"], c["token_mask"]) for h, c in zip(hidden, captured)]
+        return [LayerInputs(h, c["kwargs"], c["token_mask"], c.get("deepstack")) for h, c in zip(hidden, captured)]
 
     def finish_layer(self, index: int, tensors: dict[str, torch.Tensor], next_hidden: list[torch.Tensor],
                      reports: list[dict[str, Any]]) -> None:

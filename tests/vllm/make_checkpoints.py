@@ -55,12 +55,12 @@ import torch
 from safetensors import safe_open
 from safetensors.torch import save_file
 
-from qwen2vl_quant import tiny_model
+from qwen2vl_quant.testing import tiny_model
 from qwen2vl_quant.api import quantize_checkpoint
-from qwen2vl_quant.awq_config import AWQConfig
+from qwen2vl_quant.config import AWQConfig
 from qwen2vl_quant.config import CalibrationConfig, GPTQConfig
 from qwen2vl_quant.formats.gptq import pack_gptq
-from qwen2vl_quant.formats.packing import pack_cols, pack_rows
+from qwen2vl_quant.kernels.reference import pack_cols, pack_rows
 
 PRESET = "vllm"
 PRESET_SHAPES = tiny_model.Preset(

@@ -90,3 +90,11 @@ def sample_conversations(image_paths) -> list[list[dict]]:
                        {"type": "text", "text": "Describe this video."}],
                       "In the video the shapes change from one frame to the next. " + desc[frames[0]]))
     return convs
+
+
+def unbounded(**overrides):
+    """Every sample, no pixel bound of ours (the processor's): where the calibration tests
+    start from, changing only what each test is about."""
+    from ..config import CalibrationConfig
+
+    return CalibrationConfig(**{"num_samples": None, "max_pixels": None, **overrides})

@@ -1,9 +1,5 @@
-"""Random packed weights for the kernel tests and benchmark (the inverse of reference.py).
-
-qwen2vl_quant.formats owns the real packing used by export; this small copy keeps
-kernels/ free of imports from the rest of the package, and the tests check it
-round-trips through reference.py.
-"""
+"""Random packed weights for the kernel tests and benchmarks, packed by kernels/reference.py
+(the one definition of every layout)."""
 
 from __future__ import annotations
 
@@ -11,23 +7,8 @@ from dataclasses import dataclass
 
 import torch
 
-from .layout import PackedFormat, pack_rows, resolve_group_size
-from .reference import AWQ_PACK_ORDER
-
-
-def _pack(codes: torch.Tensor, bits: int, dim: int) -> torch.Tensor:
-    """int codes [R, C] -> int32 words packed along dim (value i of a word at bits i*bits)."""
-    if dim == 0:
-        return pack_rows(codes, bits).contiguous()
-    return pack_rows(codes.T, bits).T.contiguous()
-
-
-def _awq_order(codes: torch.Tensor, bits: int) -> torch.Tensor:
-    if bits != 4:
-        return codes
-    rows, cols = codes.shape
-    order = torch.tensor(AWQ_PACK_ORDER, device=codes.device)
-    return codes.reshape(rows, cols // 8, 8)[:, :, order].reshape(rows, cols)
+from ..kernels.layout import PackedFormat, resolve_group_size
+from ..kernels.reference import awq_pack_cols, pack_cols, pack_rows
 
 
 @dataclass(frozen=True)
@@ -36,7 +17,8 @@ class RandomPacked:
     qzeros: torch.Tensor
     scales: torch.Tensor
     g_idx: torch.Tensor | None
-    group_size: int
+    group_size: int  # as asked for (-1: one group)
+    group: int  # input rows per group, resolved
 
 
 def random_packed(
@@ -63,9 +45,8 @@ def random_packed(
     zeros = torch.randint(0, top, (groups, n), generator=gen, dtype=torch.int32) + fmt.zero_offset
     scales = (torch.rand(groups, n, generator=gen) + 0.5) * (2.0 / (top * k**0.5))
     if fmt.pack_along_k:
-        qweight = _pack(codes, bits, 0)
-        stored = zeros - fmt.zero_offset
-        qzeros = _pack(stored, bits, 1)
+        qweight = pack_rows(codes, bits)
+        qzeros = pack_cols(zeros - fmt.zero_offset, bits)
         if act_order:
             # GPTQ's desc_act: groups are formed over a permutation of the rows.
             perm = torch.randperm(k, generator=gen)
@@ -76,8 +57,8 @@ def random_packed(
     else:
         if act_order:
             raise ValueError("AWQ has no act-order")
-        qweight = _pack(_awq_order(codes, bits), bits, 1)
-        qzeros = _pack(_awq_order(zeros, bits), bits, 1)
+        qweight = awq_pack_cols(codes, bits)
+        qzeros = awq_pack_cols(zeros, bits)
         g_idx = None
     return RandomPacked(
         qweight.to(device),
@@ -85,4 +66,5 @@ def random_packed(
         scales.to(scale_dtype).to(device),
         None if g_idx is None else g_idx.to(device),
         group_size,
+        group,
     )
