@@ -111,11 +111,13 @@ def decode_matmul(
     *,
     config: KernelConfig | None = None,
     split: int | None = None,
+    checked: tuple[int, int, int] | None = None,
 ) -> torch.Tensor:
     """y[M, N] = x @ dequant(W) for M <= 16 (see module docstring for the contract)."""
     if config is not None and (config.kernel != "decode" or config.block_m < x.shape[0]):
         raise ValueError(f"decode_matmul: config {config.name} cannot run M={x.shape[0]}")
-    m, k, n, group = check_launch("decode_matmul", x, qweight, qzeros, scales, fmt, group_size, max_m=16)
+    m, k, n, group = check_launch("decode_matmul", x, qweight, qzeros, scales, fmt, group_size, max_m=16,
+                                  checked=checked)
     config = config or decode_config(m, n)
     plan, grid = decode_grid(m, k, n, group, config, sm_count(x.device), split)
     acc = torch.zeros((m, n), dtype=torch.float32, device=x.device)

@@ -83,15 +83,18 @@ def triton_dequantize(
     *,
     config: KernelConfig = DEQUANT_CONFIG,
     split: int | None = None,
+    checked: tuple[int, int, int] | None = None,
 ) -> torch.Tensor:
-    """Dense W [K, N] in dtype (see module docstring for the contract)."""
+    """Dense W [K, N] in dtype (see module docstring for the contract; ``checked`` as in
+    launch.check_launch)."""
     if dtype not in ACTIVATION_DTYPES:
         raise ValueError(f"triton_dequantize: dtype must be bfloat16 or float16, got {dtype}")
     if config.kernel != "dequant":
         raise ValueError(f"triton_dequantize: {config.name} is not a dequant config")
     # The checks of check_launch, with a stand-in x of one row.
     probe = torch.empty((1, packed_shape(fmt, qweight)[0]), dtype=dtype, device=qweight.device)
-    _, k, n, group = check_launch("triton_dequantize", probe, qweight, qzeros, scales, fmt, group_size)
+    _, k, n, group = check_launch("triton_dequantize", probe, qweight, qzeros, scales, fmt, group_size,
+                                  checked=checked)
     plan, grid = dequant_grid(k, n, group, config, sm_count(qweight.device), split)
     w = torch.empty((k, n), dtype=dtype, device=qweight.device)
     dequant_kernel[grid](
@@ -113,7 +116,9 @@ def dequant_matmul(
     group_size: int,
     *,
     config: KernelConfig = DEQUANT_CONFIG,
+    checked: tuple[int, int, int] | None = None,
 ) -> torch.Tensor:
     """x [M, K] @ triton_dequantize(...) [K, N] -> [M, N] in x's dtype."""
-    check_launch("dequant_matmul", x, qweight, qzeros, scales, fmt, group_size)
-    return torch.matmul(x, triton_dequantize(qweight, qzeros, scales, fmt, group_size, x.dtype, config=config))
+    _, k, n, group = check_launch("dequant_matmul", x, qweight, qzeros, scales, fmt, group_size, checked=checked)
+    w = triton_dequantize(qweight, qzeros, scales, fmt, group_size, x.dtype, config=config, checked=(k, n, group))
+    return torch.matmul(x, w)

@@ -259,7 +259,8 @@ def quantized_linear(
         else:
             run = {"triton_decode": decode_matmul, "triton_gemm": gemm_matmul, "triton_dequant": dequant_matmul}[chosen]
             with torch.cuda.device(x.device) if x.is_cuda else contextlib.nullcontext():
-                y = run(xk.contiguous(), p.sorted_qweight, p.qzeros, p.scales, p.fmt, p.group)
+                y = run(xk.contiguous(), p.sorted_qweight, p.qzeros, p.scales, p.fmt, p.group,
+                        checked=(p.in_features, p.out_features, p.group))
     if bias is not None:
         y = y + bias.to(y.dtype)
     return y.reshape(*lead, p.out_features)

@@ -92,11 +92,12 @@ def gemm_matmul(
     group_size: int,
     *,
     config: KernelConfig | None = None,
+    checked: tuple[int, int, int] | None = None,
 ) -> torch.Tensor:
     """y[M, N] = x @ dequant(W) (see module docstring for the contract)."""
     if config is not None and (config.kernel != "gemm" or config.block_m < 16):
         raise ValueError(f"gemm_matmul: {config.name} is not a GEMM config (tl.dot needs BLOCK_M >= 16)")
-    m, k, n, group = check_launch("gemm_matmul", x, qweight, qzeros, scales, fmt, group_size)
+    m, k, n, group = check_launch("gemm_matmul", x, qweight, qzeros, scales, fmt, group_size, checked=checked)
     config = config or gemm_config(m, n)
     plan, grid = gemm_grid(m, k, n, group, config)
     out = torch.empty((m, n), dtype=x.dtype, device=x.device)

@@ -25,9 +25,13 @@ def check_launch(
     fmt: PackedFormat,
     group_size: int,
     max_m: int | None = None,
+    checked: tuple[int, int, int] | None = None,
 ) -> tuple[int, int, int, int]:
-    """Validate a launch; return (M, K, N, group) or raise ValueError naming what is wrong."""
-    k, n, group = check_packed(fmt, qweight, qzeros, scales, group_size)
+    """Validate a launch; return (M, K, N, group) or raise ValueError naming what is wrong.
+
+    checked: (K, N, group) of a packed weight that dispatch.prepare() has already checked;
+    then only x is checked (the per-call cost of the hot path)."""
+    k, n, group = checked or check_packed(fmt, qweight, qzeros, scales, group_size)
     if x.dim() != 2:
         raise ValueError(f"{name}: x must be 2-D [M, K], got shape {tuple(x.shape)}")
     if x.dtype not in ACTIVATION_DTYPES:

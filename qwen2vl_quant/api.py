@@ -34,9 +34,9 @@ def quantize(
     device: str | torch.device | None = None,
     show_progress: bool = True,
 ) -> QuantReport:
-    """Quantize the language model of a Qwen2-VL ``model`` in place; return the report.
+    """Quantize the language model of a Qwen2-VL, Qwen2.5-VL or Qwen3-VL ``model`` in place; return the report.
 
-    calib_data: conversations in the Qwen2-VL message format, a .jsonl/.json file path,
+    calib_data: conversations in the Qwen-VL message format, a .jsonl/.json file path,
     ready processor outputs (dicts of tensors), or None for the built-in offline set.
     The vision tower, merger, embeddings, norms and lm_head are left untouched.
     """
@@ -60,7 +60,7 @@ def quantize_checkpoint(
     tensor_parallel: int | None = None,
     show_progress: bool = True,
 ) -> QuantReport:
-    """Quantize a Qwen2-VL checkpoint directory into ``out_dir`` without ever holding the
+    """Quantize a Qwen2-VL / Qwen2.5-VL / Qwen3-VL checkpoint directory into ``out_dir`` without ever holding the
     whole model: layers are read from the shards one at a time and written as they finish.
 
     A killed run restarted with ``resume=True`` goes on from the last finished layer and

@@ -23,10 +23,11 @@ from .pipeline.output_dir import check_output_dir, check_partial, interrupted_me
 from .pipeline.writer import DEFAULT_MAX_SHARD_SIZE
 
 EXAMPLES = """examples:
-  qwen2vl-quant gptq --bits 4 ./Qwen2-VL-7B-Instruct ./Qwen2-VL-7B-Instruct-GPTQ-Int4
+  qwen2vl-quant gptq --bits 4 ./Qwen2.5-VL-7B-Instruct ./Qwen2.5-VL-7B-Instruct-GPTQ-Int4
   qwen2vl-quant awq --bits 4 --calib my_sft_samples.jsonl ./Qwen2-VL-7B-Instruct ./Qwen2-VL-7B-Instruct-AWQ
   qwen2vl-quant gptq --bits 8 --calib my_sft_samples.jsonl --num-samples 256 MODEL OUT
   qwen2vl-quant demo-model ./demo-qwen2vl      # a small random Qwen2-VL to try things on
+  qwen2vl-quant demo-model --family qwen3_vl ./demo-qwen3vl
 """
 
 GPTQ_DEFAULTS = GPTQConfig()
@@ -72,8 +73,9 @@ def main(argv: list[str] | None = None) -> int:
 def build_parser() -> argparse.ArgumentParser:
     parser = Parser(
         prog="qwen2vl-quant",
-        description="Quantize the language model of a Qwen2-VL checkpoint with GPTQ or AWQ (Int4/Int8); the "
-        "vision tower, merger, embeddings and lm_head stay in BF16. Output loads in transformers and vLLM.",
+        description="Quantize the language model of a Qwen2-VL, Qwen2.5-VL or Qwen3-VL checkpoint with GPTQ or AWQ "
+        "(Int4/Int8); the vision tower, merger, embeddings and lm_head stay in BF16. Output loads in transformers "
+        "and vLLM.",
         epilog=EXAMPLES,
         formatter_class=HelpFormatter,
     )
@@ -88,7 +90,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _add_gptq(commands: argparse._SubParsersAction) -> None:
     d = GPTQ_DEFAULTS
-    gptq = commands.add_parser("gptq", help="GPTQ-quantize a Qwen2-VL model directory", formatter_class=HelpFormatter,
+    gptq = commands.add_parser("gptq", help="GPTQ-quantize a Qwen2-VL / Qwen2.5-VL / Qwen3-VL model directory", formatter_class=HelpFormatter,
                                description="GPTQ (Frantar et al. 2022), one decoder layer at a time, streamed from "
                                "the checkpoint shards; output is a GPTQ v1 checkpoint (transformers and vLLM).")
     _add_model_and_output(gptq)
@@ -119,7 +121,7 @@ def _add_gptq(commands: argparse._SubParsersAction) -> None:
 
 def _add_awq(commands: argparse._SubParsersAction) -> None:
     d = AWQ_DEFAULTS
-    awq = commands.add_parser("awq", help="AWQ-quantize a Qwen2-VL model directory", formatter_class=HelpFormatter,
+    awq = commands.add_parser("awq", help="AWQ-quantize a Qwen2-VL / Qwen2.5-VL / Qwen3-VL model directory", formatter_class=HelpFormatter,
                               description="AWQ (Lin et al. 2023): activation-aware scales folded into the norms, "
                               "clipping search, then group-wise quantization; one decoder layer at a time. Output "
                               "is an AutoAWQ GEMM checkpoint (4-bit: transformers and vLLM; 8-bit: transformers "
@@ -158,7 +160,7 @@ def _add_demo(commands: argparse._SubParsersAction) -> None:
 
 
 def _add_model_and_output(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("model_dir", metavar="MODEL_DIR", type=Path, help="Qwen2-VL model directory (HF layout, safetensors)")
+    parser.add_argument("model_dir", metavar="MODEL_DIR", type=Path, help="Qwen2-VL, Qwen2.5-VL or Qwen3-VL model directory (HF layout, safetensors)")
     parser.add_argument("out_dir", metavar="OUT_DIR", type=Path, help="where to write the quantized checkpoint")
     parser.set_defaults(resumable=True)
 
@@ -166,7 +168,7 @@ def _add_model_and_output(parser: argparse.ArgumentParser) -> None:
 def _add_calibration_and_run(parser: argparse.ArgumentParser) -> None:
     c = CALIBRATION_DEFAULTS
     calib = parser.add_argument_group("calibration")
-    calib.add_argument("--calib", help="calibration data: .jsonl/.json conversations (Qwen2-VL message or ShareGPT "
+    calib.add_argument("--calib", help="calibration data: .jsonl/.json conversations (Qwen-VL message or ShareGPT "
                        "format), a folder of images (captions optional), a datasets save_to_disk folder, or "
                        "hf:NAME?split=...&image=...&question=...&answer=... (default: the built-in offline set)")
     calib.add_argument("--num-samples", type=int, default=c.num_samples, help="calibration samples to use (chosen with --seed)")
@@ -292,8 +294,6 @@ def _weights_size(directory: Path) -> int:
 
 
 def _run_demo_model(args: argparse.Namespace) -> int:
-    if args.family != "qwen2_vl" and args.preset != "small":
-        raise ConfigError(f"the {args.family} demo model comes in the 'small' preset only")
     check_output_dir(args.out_dir, args.overwrite)
     _quiet_third_party_loggers()
     from .api import write_demo_model

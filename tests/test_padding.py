@@ -22,6 +22,30 @@ def test_padded_sizes():
         assert size >= 29568 and (size // tp) % 128 == 0
 
 
+# The README's table: every released size of every family, group 128 (written out by hand
+# from vLLM's rule, a slice a multiple of 128, not computed by the function under test).
+README_TABLE = {  # intermediate: {TP: padded}
+    8960: {2: 8960, 4: 9216, 8: 9216},  # Qwen2-VL-2B
+    18944: {2: 18944, 4: 18944, 8: 19456},  # Qwen2-VL-7B, Qwen2.5-VL-7B
+    29568: {2: 29696, 4: 29696, 8: 29696},  # Qwen2-VL-72B, Qwen2.5-VL-72B
+    11008: {2: 11008, 4: 11264, 8: 11264},  # Qwen2.5-VL-3B
+    27648: {2: 27648, 4: 27648, 8: 27648},  # Qwen2.5-VL-32B
+    6144: {2: 6144, 4: 6144, 8: 6144},  # Qwen3-VL-2B
+    9728: {2: 9728, 4: 9728, 8: 10240},  # Qwen3-VL-4B
+    12288: {2: 12288, 4: 12288, 8: 12288},  # Qwen3-VL-8B
+    25600: {2: 25600, 4: 25600, 8: 25600},  # Qwen3-VL-32B
+}
+
+
+def test_every_released_size_pads_as_the_readme_says():
+    from qwen2vl_quant.memory import SIZES
+
+    assert {shape[1] for shape in SIZES.values()} == set(README_TABLE)
+    for size, by_tp in README_TABLE.items():
+        for tp, padded in by_tp.items():
+            assert padded_intermediate_size(size, tp, 128) == padded, (size, tp)
+
+
 def test_padded_layer_computes_the_same(small_model_dir):
     model = Qwen2VLForConditionalGeneration.from_pretrained(small_model_dir, dtype=torch.float32)
     layer = model.model.language_model.layers[0]

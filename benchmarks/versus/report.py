@@ -97,12 +97,12 @@ def memory_estimate(model_dir: Path, calibration: str) -> dict | None:
     counts = re.findall(r"(\d+) (?:text|image|video)", calibration)
     if not counts:
         return None
-    from transformers import Qwen2VLConfig
+    from transformers import AutoConfig
 
     from qwen2vl_quant.memory import estimate
 
     tokens = sum(int(n) for n in counts)
-    e = estimate(Qwen2VLConfig.from_pretrained(model_dir), tokens)
+    e = estimate(AutoConfig.from_pretrained(model_dir), tokens)
     return {"tokens": tokens, "capture_gb": round(e.capture_bytes / GB, 3), "layer_gb": round(e.layer_bytes / GB, 3),
             "peak_gb": round(e.peak_bytes / GB, 3)}
 

@@ -18,6 +18,7 @@ from tqdm.auto import tqdm
 
 from ..calibration.batches import CalibrationSample
 
+
 class StopForward(Exception):
     """Raised by our hooks to end a forward early; never escapes the pipeline."""
 
@@ -31,6 +32,14 @@ class DeepStack:
 
     visual_mask: torch.Tensor  # bool [batch, seq]
     embeds: tuple[torch.Tensor, ...]  # [visual tokens, hidden] each
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain tensors, for the resume state (a pickled class would tie it to this code)."""
+        return {"visual_mask": self.visual_mask, "embeds": list(self.embeds)}
+
+    @classmethod
+    def from_dict(cls, state: dict[str, Any] | None) -> "DeepStack | None":
+        return None if state is None else cls(state["visual_mask"], tuple(state["embeds"]))
 
     def after_layer(self, index: int, hidden: torch.Tensor) -> torch.Tensor:
         """``hidden`` as the next layer sees it (transformers' ``_deepstack_process``)."""
@@ -54,9 +63,12 @@ class LayerInputs:
 
     def next(self, hidden: torch.Tensor, index: int) -> "LayerInputs":
         """The inputs of layer ``index + 1``, given layer ``index``'s output ``hidden``."""
-        if self.deepstack is not None:
-            hidden = self.deepstack.after_layer(index, hidden)
-        return LayerInputs(hidden, self.kwargs, self.token_mask, self.deepstack)
+        deepstack = self.deepstack
+        if deepstack is not None:
+            hidden = deepstack.after_layer(index, hidden)
+            if index + 1 >= len(deepstack.embeds):
+                deepstack = None  # nothing is added after later layers: free the features
+        return LayerInputs(hidden, self.kwargs, self.token_mask, deepstack)
 
 
 def capture_first_layer_inputs(

@@ -150,8 +150,14 @@ def save_model(model: nn.Module, out_dir: Path, processor: Any, *, spec: ArchSpe
 
 def write_demo(out_dir: Path, *, family: str, preset: str, seed: int, overwrite: bool) -> Path:
     """A random-weight test model built offline (testing/), published atomically."""
-    from ..testing.tiny_families import build_tiny_model
+    from ..testing.tiny_families import FAMILIES, build_tiny_model
+    from ..testing.tiny_model import PRESETS
 
+    if family not in FAMILIES:
+        raise ConfigError(f"unknown model family {family!r}; choose one of {', '.join(FAMILIES)}")
+    if preset not in PRESETS or (family != "qwen2_vl" and preset != "small"):
+        choices = ", ".join(PRESETS) if family == "qwen2_vl" else "small"
+        raise ConfigError(f"no {preset!r} preset for the {family} demo model; choose one of {choices}")
     with OutputLock(out_dir):
         check_output_dir(out_dir, overwrite)
         staging = fresh_staging(out_dir)
@@ -257,13 +263,9 @@ def _write_output(staging: Staging, source: DirectorySource, config: QuantConfig
     stored: dict[str, StoredTensor] = {}
     for filename in sorted(set(reader.key_to_file.values())):
         for key, tensor in read_header(source.model_dir / filename).items():
-            name = spec.module_name_for_key(key)
-            if spec.layer_index_of(name) is not None:
-                continue
-            if not spec.is_kept(name):
-                raise ModelLoadError(f"{source.model_dir}: tensor {key} is neither in a decoder layer nor in a module "
-                                     f"this {spec.model_type} model keeps ({', '.join(spec.kept_modules)})")
-            stored[key] = tensor
+            # Outside the layers, only the kept modules' tensors (DirectorySource checked it).
+            if spec.layer_index_of(spec.module_name_for_key(key)) is None:
+                stored[key] = tensor
     for path in staging.layer_files():
         stored.update(read_header(path))
     write_shards_from_stored(staging.path, stored, max_shard_bytes)

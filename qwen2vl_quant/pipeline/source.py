@@ -117,13 +117,33 @@ class DirectorySource:
         self.padded_intermediate_size: int | None = None
 
     def _check_tensors(self) -> None:
-        expected = {name for name, _ in build_skeleton(self.config, self.spec).named_parameters()}
+        """Before any work: the checkpoint holds exactly the tensors of the model its config
+        describes, in a key style its loaders read (a mismatch found after hours of
+        quantization, or a checkpoint that loads with random weights, is worse than a
+        refusal now)."""
+        spec = self.spec
+        if self.reader.legacy_keys and not spec.saves_legacy_keys:
+            raise ModelLoadError(f"{self.model_dir}: this {spec.model_type} checkpoint has the older key style "
+                                 f"(model.layers.*, visual.*), which transformers loads with a random decoder; "
+                                 f"save it again with transformers 5 (model.language_model.*, model.visual.*)")
+        skeleton = build_skeleton(self.config, spec)
+        expected = {name for name, _ in skeleton.named_parameters(remove_duplicate=False)}
+        buffers = {name for name, _ in skeleton.named_buffers()}
         present = set(self.reader.names())
         # lm_head may be tied to the embeddings and then absent from the checkpoint
         missing = sorted(expected - present - ({"lm_head.weight"} if self.config.tie_word_embeddings else set()))
         if missing:
-            shown = ", ".join(missing[:3]) + (f" and {len(missing) - 3} more" if len(missing) > 3 else "")
-            raise ModelLoadError(f"{self.model_dir}: weights are missing from the checkpoint: {shown}")
+            raise ModelLoadError(f"{self.model_dir}: weights are missing from the checkpoint: {_some(missing)}")
+        # Everything outside the decoder layers is copied as it is: it must belong to a module
+        # the spec keeps (checked here, not when the output is assembled at the end).
+        unexpected = sorted(present - expected - buffers)
+        if unexpected:
+            raise ModelLoadError(f"{self.model_dir}: tensors that a {spec.model_type} model does not have: "
+                                 f"{_some(unexpected)}")
+        outside = sorted(n for n in present if spec.layer_index_of(n) is None and not spec.is_kept(n))
+        if outside:
+            raise ModelLoadError(f"{self.model_dir}: tensors outside the decoder layers and the modules a "
+                                 f"{spec.model_type} model keeps ({', '.join(spec.kept_modules)}): {_some(outside)}")
 
     def front(self, device: torch.device) -> PreTrainedModel:
         """The model with only the modules before layer 0 loaded, on ``device``; the
@@ -186,6 +206,10 @@ class ModelSource:
 
     def close(self) -> None:
         pass
+
+
+def _some(names: list[str]) -> str:
+    return ", ".join(names[:3]) + (f" and {len(names) - 3} more" if len(names) > 3 else "")
 
 
 def _cast(state: dict[str, torch.Tensor], dtype: torch.dtype) -> dict[str, torch.Tensor]:

@@ -23,7 +23,7 @@ import torch
 from safetensors.torch import save_file
 
 from ..errors import OutputError
-from .capture import LayerInputs
+from .capture import DeepStack, LayerInputs
 from .output_dir import STATE_FILE, has_resumable_work, write_json
 
 
@@ -59,8 +59,8 @@ class Staging:
         return 0
 
     def save_captured(self, inputs: list[LayerInputs]) -> None:
-        _save(self.path / "captured.pt", [{"kwargs": s.kwargs, "token_mask": s.token_mask, "deepstack": s.deepstack}
-                                          for s in inputs])
+        _save(self.path / "captured.pt", [{"kwargs": s.kwargs, "token_mask": s.token_mask,
+                                           "deepstack": s.deepstack and s.deepstack.to_dict()} for s in inputs])
         _save(self.path / "activations.pt", [s.hidden for s in inputs])
         self.captured = True
         self._write_state(0)
@@ -72,7 +72,8 @@ class Staging:
     def load_inputs(self) -> list[LayerInputs]:
         captured = torch.load(self.path / "captured.pt", weights_only=False)
         hidden = torch.load(self.path / "activations.pt", weights_only=True)
-        return [LayerInputs(h, c["kwargs"], c["token_mask"], c.get("deepstack")) for h, c in zip(hidden, captured)]
+        return [LayerInputs(h, c["kwargs"], c["token_mask"], DeepStack.from_dict(c.get("deepstack")))
+                for h, c in zip(hidden, captured, strict=True)]
 
     def finish_layer(self, index: int, tensors: dict[str, torch.Tensor], next_hidden: list[torch.Tensor],
                      reports: list[dict[str, Any]]) -> None:

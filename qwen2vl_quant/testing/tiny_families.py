@@ -117,17 +117,18 @@ def qwen2_5_vl_config():
 def qwen3_vl_config():
     """Qwen3VLConfig laid out as the published config.json files: interleaved M-RoPE, head_dim
     set apart from hidden / heads (heads x head_dim = 384 != 256, as on Qwen3-VL-4B and 32B),
-    DeepStack from three vision blocks."""
+    DeepStack from three vision blocks, lm_head tied to the embeddings (2B, 4B)."""
     from transformers import Qwen3VLConfig
 
-    text = dict(_text_config(), head_dim=96, attention_bias=False, attention_dropout=0.0,
+    # Tied lm_head, as on Qwen3-VL-2B and 4B (their config.json sets it at both levels).
+    text = dict(_text_config(), tie_word_embeddings=True, head_dim=96, attention_bias=False, attention_dropout=0.0,
                 rope_scaling={"rope_type": "default", "mrope_section": [18, 15, 15], "mrope_interleaved": True},
                 rope_theta=5_000_000, max_position_embeddings=262144)
     vision = dict(depth=SHAPES.vision_depth, hidden_size=SHAPES.vision_dim, intermediate_size=VISION_INTERMEDIATE,
                   num_heads=SHAPES.vision_heads, out_hidden_size=SHAPES.hidden, hidden_act="gelu_pytorch_tanh",
                   in_channels=3, patch_size=16, spatial_merge_size=2, temporal_patch_size=2,
                   num_position_embeddings=64, deepstack_visual_indexes=[1, 2, 3])
-    return Qwen3VLConfig(text_config=text, vision_config=vision, tie_word_embeddings=False,
+    return Qwen3VLConfig(text_config=text, vision_config=vision, tie_word_embeddings=True,
                          dtype=torch.bfloat16, **_token_ids())
 
 
