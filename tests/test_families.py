@@ -111,7 +111,7 @@ def test_demo_model_of_a_family(family, tmp_path, capsys):
     assert type(AutoProcessor.from_pretrained(out)).__name__ == {"qwen2_5_vl": "Qwen2_5_VLProcessor",
                                                                  "qwen3_vl": "Qwen3VLProcessor"}[family]
     assert main(["demo-model", "--family", family, "--preset", "tiny", str(tmp_path / "x")]) == 2
-    assert "'small' preset only" in capsys.readouterr().err
+    assert "no 'tiny' preset" in capsys.readouterr().err
 
 
 @pytest.mark.parametrize("family", ["qwen2_5_vl", "qwen3_vl"])
@@ -183,3 +183,30 @@ def test_gptq_and_awq_beat_round_to_nearest_on_every_family(family, family_model
                         / sum(float(w.pow(2).sum()) for w in reference)) ** 0.5
     print(f"{family} int4 g128 held-out error: {errors}")
     assert errors["GPTQ"] < 0.85 * errors["RTN"] and errors["AWQ"] < 0.85 * errors["RTN"], errors
+
+
+def _rewrite_checkpoint(model_dir, out, change):
+    """A copy of ``model_dir`` whose single safetensors file is ``change(tensors)``."""
+    import shutil
+
+    from safetensors.torch import load_file, save_file
+
+    shutil.copytree(model_dir, out)
+    (shard,) = out.glob("*.safetensors")
+    save_file(change(load_file(shard)), str(shard), metadata={"format": "pt"})
+    return out
+
+
+def test_checkpoints_that_would_load_wrong_are_refused_before_any_work(family_model_dir, tmp_path):
+    qwen3 = SPECS["qwen3_vl"]
+    legacy = _rewrite_checkpoint(family_model_dir("qwen3_vl"), tmp_path / "legacy", lambda tensors: {
+        qwen3.key_for_module_name(k, legacy=True): v for k, v in tensors.items()})
+    extra = _rewrite_checkpoint(family_model_dir("qwen2_vl"), tmp_path / "extra", lambda tensors: {
+        **tensors, "value_head.weight": torch.zeros(1, 4)})
+    for model_dir, message in ((legacy, "older key style"), (extra, "does not have: value_head.weight")):
+        with pytest.raises(ModelLoadError, match=message):
+            DirectorySource(model_dir)
+        result = subprocess.run([sys.executable, "-m", "qwen2vl_quant.cli", "gptq", "--bits", "4", str(model_dir),
+                                 str(tmp_path / "out")], capture_output=True, text=True)
+        assert result.returncode == 2 and len(result.stderr.strip().splitlines()) == 1, result.stderr
+        assert message in result.stderr and not (tmp_path / "out").exists()
