@@ -28,7 +28,6 @@ import logging
 import statistics
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
@@ -43,57 +42,6 @@ SMALL_MODEL_SAMPLES = (16, 128)
 SMALL_VLM_SAMPLES = (20, 26, 32)
 
 
-def small_model_error(model_dir: Path, calib: Path, held_out: Path, samples: int, options: dict) -> tuple[float, float]:
-    """(relative error of the final hidden states on the held-out set, quantization seconds)."""
-    import torch
-    from PIL import Image
-    from transformers import AutoProcessor, Qwen2VLForConditionalGeneration
-    from versus.data import image_paths, local_path, read_jsonl
-
-    from qwen2vl_quant import AWQConfig, CalibrationConfig, quantize
-
-    processor = AutoProcessor.from_pretrained(model_dir)
-    inputs = []
-    for conversation in read_jsonl(held_out):
-        text = processor.apply_chat_template(conversation, tokenize=False)
-        images = [Image.open(local_path(p)).convert("RGB") for p in image_paths([conversation])]
-        inputs.append(processor(text=[text], images=images, return_tensors="pt"))
-
-    def final_hidden(model):
-        with torch.inference_mode():
-            return [model.model(**x).last_hidden_state.float() for x in inputs]
-
-    reference = final_hidden(Qwen2VLForConditionalGeneration.from_pretrained(model_dir, dtype=torch.float32).eval())
-    model = Qwen2VLForConditionalGeneration.from_pretrained(model_dir, dtype=torch.bfloat16).eval()
-    started = time.perf_counter()
-    quantize(model, str(calib), AWQConfig(bits=4, group_size=128, **options), processor=processor,
-             calibration=CalibrationConfig(num_samples=samples), device="cpu", show_progress=False)
-    seconds = time.perf_counter() - started
-    got = final_hidden(model.float())
-    num = sum(float((g - w).pow(2).sum()) for g, w in zip(got, reference))
-    den = sum(float(w.pow(2).sum()) for w in reference)
-    return (num / den) ** 0.5, seconds
-
-
-def small_vlm_quality(work: Path, samples: int, options: dict) -> dict:
-    """KL to BF16 and held-out accuracy of the small trained VLM, as the CI benchmark measures."""
-    from qwen2vl_quant import AWQConfig, CalibrationConfig, quantize_checkpoint
-    from qwen2vl_quant.benchmark import QualityConfig, run_benchmark
-
-    model = HERE / "models" / "small-vlm"
-    out = work / "small-vlm-awq"
-    started = time.perf_counter()
-    quantize_checkpoint(model, out, AWQConfig(bits=4, **options), calib_data=model / "calib.jsonl",
-                        calibration=CalibrationConfig(num_samples=samples), device="cpu", overwrite=True,
-                        show_progress=False)
-    seconds = time.perf_counter() - started
-    report = run_benchmark(model, [f"AWQ={out}"], quality=QualityConfig(vqa=str(model / "heldout_vqa.jsonl"),
-                                                                        max_new_tokens=8),
-                           device="cpu", threads=2, show_progress=False)
-    row = {r.quantization: r for r in report.quality}["AWQ"]
-    return {"kl": row.kl, "accuracy": row.exact_match, "seconds": seconds}
-
-
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--workdir", type=Path, default=None)
@@ -101,8 +49,10 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING)
     from versus.data import make_calibration, make_held_out
+    from versus.heldout import small_model_error, small_vlm_quality
     from versus.measure import machine_info
 
+    from qwen2vl_quant import AWQConfig
     from qwen2vl_quant.api import write_demo_model
 
     machine = machine_info()
@@ -117,11 +67,11 @@ def main(argv: list[str] | None = None) -> int:
         for name, options in SETTINGS.items():
             row = {"setting": name, "options": options, "small_model": {}, "small_vlm": {}}
             for n in SMALL_MODEL_SAMPLES:
-                error, seconds = small_model_error(model_dir, calib, held_out, n, options)
+                error, seconds = small_model_error(model_dir, calib, held_out, n, AWQConfig(bits=4, **options))
                 row["small_model"][n] = {"error": error, "seconds": seconds}
                 print(f"{name}: small model, {n} samples: error {error:.5f}, {seconds:.1f} s", flush=True)
             for n in SMALL_VLM_SAMPLES:
-                row["small_vlm"][n] = small_vlm_quality(work, n, options)
+                row["small_vlm"][n] = small_vlm_quality(work, n, AWQConfig(bits=4, **options))
                 print(f"{name}: small VLM, {n} samples: {row['small_vlm'][n]}", flush=True)
             rows.append(row)
     result = {"command": " ".join(["python", "benchmarks/awq_search_budget.py", *(argv or sys.argv[1:])]),
