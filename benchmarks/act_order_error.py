@@ -88,14 +88,14 @@ def render(result: dict) -> str:
              "| group | setting | " + " | ".join(f"{n} samples" for n in SMALL_MODEL_SAMPLES) + " |",
              "|---|---|" + "---|" * len(SMALL_MODEL_SAMPLES)]
     for row in result["rows"]:
-        cells = [f"{row['small_model'][str(n) if str(n) in row['small_model'] else n]['error']:.5f}"
+        cells = [f"{row['small_model'][n]['error']:.5f}"
                  for n in SMALL_MODEL_SAMPLES]
         lines.append(f"| {row['group_size']} | {row['setting']} | " + " | ".join(cells) + " |")
     lines += ["", "Small trained VLM: KL to BF16 / held-out accuracy, per calibration set, and their mean.", "",
               "| group | setting | " + " | ".join(f"{n} conversations" for n in SMALL_VLM_SAMPLES) + " | mean |",
               "|---|---|" + "---|" * (len(SMALL_VLM_SAMPLES) + 1)]
     for row in result["rows"]:
-        runs = [row["small_vlm"][str(n) if str(n) in row["small_vlm"] else n] for n in SMALL_VLM_SAMPLES]
+        runs = [row["small_vlm"][n] for n in SMALL_VLM_SAMPLES]
         cells = [f"{r['kl']:.3g} / {r['accuracy']:.1%}" for r in runs]
         cells.append(f"{statistics.mean(r['kl'] for r in runs):.3g} / "
                      f"{statistics.mean(r['accuracy'] for r in runs):.2%}")
