@@ -6,8 +6,8 @@
 #    must not leak into the main venv. vLLM 0.34 pins a flashinfer-python the index lacks.
 #    torch 2.14.0 is within this machine's pip cap (/etc/xdg/pip: torch<=2.14.1), so no
 #    bypass is needed. Our package goes in with --no-deps, for its pure-python helpers.
-# 2. The checkpoints (good and planted-broken), written with the main venv by
-#    tests/vllm/make_checkpoints.py.
+# 2. The checkpoints (good and planted-broken) of the three families (Qwen2-VL, Qwen2.5-VL,
+#    Qwen3-VL dense), written with the main venv by tests/vllm/make_checkpoints.py.
 # 3. tests/vllm with the vLLM venv; the main suite's conftest is kept out (--confcutdir).
 #
 # Environment: VLLM_VENV (default .venv-vllm), MAIN_VENV (default .venv, made as .ci/run
@@ -47,6 +47,11 @@ for pin in pins:
 print("vllm", version("vllm"), "|", ", ".join(f"{p.name} {version(p.name)} (pin {p.specifier})" for p in pins))
 from qwen2vl_quant.pipeline.padding import padded_intermediate_size
 assert padded_intermediate_size(29568, 2, 128) == 29696
+# The real-shape tests read the published sizes of every family with the transformers of this venv.
+from qwen2vl_quant.memory import SIZES, model_config
+assert {f for f, _ in SIZES} == {"qwen2_vl", "qwen2_5_vl", "qwen3_vl"}
+for family, size in SIZES:
+    model_config(family, size)
 '
 stamp "vLLM venv"
 

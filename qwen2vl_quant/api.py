@@ -15,10 +15,9 @@ from typing import Any
 import torch
 from torch import nn
 
-from .config import CalibrationConfig, GPTQConfig, QuantConfig
+from .config import DEFAULT_MAX_SHARD_SIZE, CalibrationConfig, GPTQConfig, QuantConfig
 from .pipeline import runs
 from .pipeline.source import spec_of_model
-from .pipeline.writer import DEFAULT_MAX_SHARD_SIZE
 from .report import QuantReport
 
 resolve_device = runs.resolve_device

@@ -17,10 +17,17 @@ from typing import Iterator
 from . import __version__
 from .arch import SPECS
 from .benchmark.cli import add_bench_parser
-from .config import AWQ_GROUP_SIZES, SUPPORTED_BITS, SUPPORTED_GROUP_SIZES, AWQConfig, CalibrationConfig, GPTQConfig
+from .config import (
+    AWQ_GROUP_SIZES,
+    DEFAULT_MAX_SHARD_SIZE,
+    SUPPORTED_BITS,
+    SUPPORTED_GROUP_SIZES,
+    AWQConfig,
+    CalibrationConfig,
+    GPTQConfig,
+)
 from .errors import ConfigError, QuantError
 from .pipeline.output_dir import check_output_dir, check_partial, interrupted_message
-from .pipeline.writer import DEFAULT_MAX_SHARD_SIZE
 
 EXAMPLES = """examples:
   qwen2vl-quant gptq --bits 4 ./Qwen2.5-VL-7B-Instruct ./Qwen2.5-VL-7B-Instruct-GPTQ-Int4
@@ -101,11 +108,12 @@ def _add_gptq(commands: argparse._SubParsersAction) -> None:
     sym.add_argument("--sym", dest="sym", action="store_true", default=d.sym,
                      help="symmetric grid, zero point fixed at the middle code (the default; vLLM serves only this)")
     sym.add_argument("--asym", dest="sym", action="store_false", help="asymmetric grid with a zero point per group")
-    gptq.add_argument("--desc-act", action="store_true", default=d.desc_act,
+    gptq.add_argument("--desc-act", action=argparse.BooleanOptionalAction, default=d.desc_act,
                       help="act-order: quantize channels by decreasing activation energy, with static groups "
-                      "(groups stay in channel order, so vLLM serves it) (default: off)")
+                      "(groups stay in channel order, so vLLM serves it); --no-desc-act solves in channel order "
+                      f"(default: {'on' if d.desc_act else 'off'})")
     gptq.add_argument("--dynamic-groups", dest="static_groups", action="store_false", default=d.static_groups,
-                      help="with --desc-act, AutoGPTQ's dynamic act-order: groups follow the permutation; loads in "
+                      help="with act-order, AutoGPTQ's dynamic act-order: groups follow the permutation; loads in "
                       "transformers (gptqmodel) but vLLM refuses it")
     gptq.add_argument("--damp", type=float, default=d.damp_percent, help="Hessian dampening, fraction of its mean diagonal")
     gptq.add_argument("--block-size", type=int, default=d.block_size, help="columns per lazy-batch GPTQ block")
@@ -225,6 +233,8 @@ def _preflight(args: argparse.Namespace) -> None:
 
 
 def _run_gptq(args: argparse.Namespace) -> int:
+    if not args.static_groups and not args.desc_act:
+        raise ConfigError("--dynamic-groups is a kind of act-order; it cannot go with --no-desc-act")
     config = GPTQConfig(bits=args.bits, group_size=args.group_size, sym=args.sym, desc_act=args.desc_act,
                         static_groups=args.static_groups, damp_percent=args.damp, block_size=args.block_size,
                         true_sequential=args.true_sequential, strict=args.strict)

@@ -76,7 +76,8 @@ def test_not_a_qwen2vl_model(capsys, tmp_path, calib_file):
     model.mkdir()
     (model / "config.json").write_text(json.dumps({"model_type": "llama"}))
     code, err = run_cli(capsys, "gptq", "--bits", "4", "--calib", calib_file, model, tmp_path / "out")
-    assert_one_line_error(code, err, "Qwen2-VL ('qwen2_vl') only")
+    assert_one_line_error(code, err, "a 'llama' model is not supported; qwen2vl-quant handles 'qwen2_vl', "
+                                     "'qwen2_5_vl', 'qwen3_vl'")
 
 
 def copy_model(src, dst, skip=()):
@@ -107,6 +108,15 @@ def test_missing_tensors(capsys, tiny_sharded_model_dir, tmp_path, calib_file):
     assert_one_line_error(code, err, "weights are missing")
 
 
+def test_dynamic_groups_need_act_order(capsys, tiny_model_dir, tmp_path, calib_file):
+    """Act-order is the default; --dynamic-groups with --no-desc-act would silently mean nothing."""
+    out = tmp_path / "out"
+    code, err = run_cli(capsys, "gptq", "--bits", "4", "--group-size", "32", "--no-desc-act", "--dynamic-groups",
+                        "--calib", calib_file, tiny_model_dir, out)
+    assert_one_line_error(code, err, "--dynamic-groups is a kind of act-order")
+    assert_nothing_written(out)
+
+
 def test_existing_output_is_refused_without_overwrite(capsys, tiny_model_dir, tmp_path, calib_file):
     out = tmp_path / "out"
     out.mkdir()
@@ -129,6 +139,6 @@ def test_console_script_usage_errors_and_help(tmp_path):
     assert "Traceback" not in bad_bits.stderr
     helped = subprocess.run(exe + ["gptq", "--help"], capture_output=True, text=True)
     assert helped.returncode == 0
-    for option in ("--bits", "--group-size", "--asym", "--desc-act", "--dynamic-groups", "--damp", "--calib",
+    for option in ("--bits", "--group-size", "--asym", "--desc-act", "--no-desc-act", "--dynamic-groups", "--damp", "--calib",
                    "--num-samples", "--max-shard-size", "--seed", "--device", "--overwrite", "--resume"):
         assert option in helped.stdout

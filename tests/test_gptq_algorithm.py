@@ -191,9 +191,10 @@ def test_hessian_of_bf16_activations_is_exact_to_float32_rounding():
     assert float((acc.hessian.double() - expected).abs().max() / expected.abs().max()) < 2e-6
 
 
-def test_an_indefinite_hessian_falls_back_to_round_to_nearest_unless_strict():
-    """After every damping retry the layer's Linears are rounded to nearest, with a mark in
-    the report, instead of ending a long run; strict mode makes it an error."""
+def test_an_indefinite_hessian_falls_back_to_round_to_nearest_unless_strict(caplog):
+    """After every damping retry the layer's Linears are rounded to nearest, with a warning
+    and a mark in the report, instead of ending a long run; strict mode makes it an error."""
+    import logging
     from types import SimpleNamespace
 
     from qwen2vl_quant.config import GPTQConfig
@@ -207,8 +208,12 @@ def test_an_indefinite_hessian_falls_back_to_round_to_nearest_unless_strict():
     originals = {name: getattr(layer.mlp, name).weight.detach().clone() for name in ("gate_proj", "up_proj")}
     indefinite = SimpleNamespace(lower_triangle=-torch.eye(64))  # no damping makes -I positive definite
     config = GPTQConfig(bits=4, group_size=32, damp_auto_increment=0.0)
-    reports = _solve_group(layer, 7, ("mlp.gate_proj", "mlp.up_proj"), indefinite, config)
+    with caplog.at_level(logging.WARNING, logger="qwen2vl_quant"):
+        reports = _solve_group(layer, 7, ("mlp.gate_proj", "mlp.up_proj"), indefinite, config)
     assert [r.fallback.split(":")[0] for r in reports] == ["round to nearest"] * 2
+    warned = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert len(warned) == 1 and warned[0].startswith("layer 7 mlp.gate_proj, mlp.up_proj: Hessian is not positive "
+                                                     "definite") and warned[0].endswith("rounding to nearest instead")
     for name, weight in originals.items():
         module = getattr(layer.mlp, name)
         assert isinstance(module, GPTQLinear)

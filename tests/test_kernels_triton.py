@@ -197,7 +197,7 @@ else:
         fmt = PackedFormat(layout, bits)
         w = random_packed(layout, bits, k, n, group, seed=1)
         x = torch.randn(max(m, 1), k).bfloat16()
-        operands = {"qweight": w.qweight, "qzeros": w.qzeros, "scales": w.scales}
+        operands = {"qweight": w.qweight, "zeros": w.qzeros, "scales": w.scales}  # traffic.py names
         if kernel == "decode":
             config = configs.decode_config(m, n)
             run = lambda: decode_matmul(x, w.qweight, w.qzeros, w.scales, fmt, group, config=config)  # noqa: E731

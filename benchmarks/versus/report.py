@@ -136,7 +136,8 @@ def build_summary(args, method: Method, machine, model, calib, held_out, disjoin
     return {"command": command, "machine": machine, "model": model, "preset": args.preset,
             "method": {"name": method.name, "title": method.title, "our_args": list(method.our_args),
                        "issue": method.issue},
-            "settings": {"samples": args.samples, "calibration": str(calib), "held_out": str(held_out),
+            "settings": {"samples": args.samples, "decoder_layers": getattr(args, "decoder_layers", None),
+                         "calibration": str(calib), "held_out": str(held_out),
                          "held_out_disjoint": disjoint, "eval_dtype": args.eval_dtype},
             "rows": rows, "ratios": ratios, "targets": method.targets,
             "issue_reference": ISSUE_REFERENCE if method.name == "gptq" else None,
@@ -147,13 +148,21 @@ def _f(x, fmt):
     return "n/a" if x is None else format(x, fmt)
 
 
+def _first_of(s: dict) -> str:
+    from qwen2vl_quant.testing.tiny_model import PRESETS
+
+    full = PRESETS[s["preset"]].layers
+    return f" (the first {s['model']['layers']} of its {full}; vision tower whole)" \
+        if s["model"]["layers"] < full else ""
+
+
 def render_markdown(s: dict) -> str:
     m, rows, ratios, targets, method = s["machine"], s["rows"], s["ratios"], s["targets"], s["method"]
     shapes = "the Qwen2-VL-2B shapes" if s["preset"] == "2b-shapes" else f"the {s['preset']} test model"
     lines = [f"# qwen2vl-quant vs GPTQModel: {method['name'].upper()} Int4 on {shapes}", "",
              f"`{s['command']}`", "",
              (f"Model: random-weight Qwen2-VL, preset `{s['preset']}` (hidden {s['model']['hidden']}, "
-             f"{s['model']['layers']} layers, intermediate {s['model']['intermediate']}, vocab {s['model']['vocab']}, "
+             f"{s['model']['layers']} layers{_first_of(s)}, intermediate {s['model']['intermediate']}, vocab {s['model']['vocab']}, "
              f"vision depth {s['model']['vision_depth']} x {s['model']['vision_dim']}; "
              f"{s['model']['parameters'] / 1e9:.3g} B parameters, "
              f"{s['model']['bytes'] / GB:.2f} GB {s['model']['dtype']}). "

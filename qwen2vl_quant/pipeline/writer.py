@@ -15,7 +15,6 @@ from .output_dir import write_json
 from .safetensors_io import StoredTensor, write_from_stored
 
 INDEX_FILE = "model.safetensors.index.json"
-DEFAULT_MAX_SHARD_SIZE = "4GB"
 _SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([KMGT]?I?B)?\s*$", re.IGNORECASE)
 _UNITS = {"B": 1, "KB": 10**3, "MB": 10**6, "GB": 10**9, "TB": 10**12,
           "KIB": 2**10, "MIB": 2**20, "GIB": 2**30, "TIB": 2**40}

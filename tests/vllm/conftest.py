@@ -66,6 +66,32 @@ def manifest(pytestconfig) -> dict:
     return _manifest(pytestconfig)
 
 
+REAL_SHAPE_TABLE = pytest.StashKey[list]()
+
+
+@pytest.fixture(scope="session")
+def real_shape_table(pytestconfig) -> list:
+    """Rows the real-shape tensor-parallel tests append (what vLLM did per size and TP);
+    printed at the end of the run."""
+    return pytestconfig.stash.setdefault(REAL_SHAPE_TABLE, [])
+
+
+def pytest_terminal_summary(terminalreporter, exitstatus, config):
+    rows = config.stash.get(REAL_SHAPE_TABLE, [])
+    if not rows:
+        return
+    terminalreporter.section("real shapes at tensor parallelism (vLLM's own checks)")
+    seen = {}
+    for row in rows:  # one line per (family, size, TP, intermediate); the formats agree or are listed
+        key = (row["family"], row["size"], row["tp"], row["padded"])
+        seen.setdefault(key, {}).setdefault(row["outcome"], []).append(row["fmt"])
+    for (family, size, tp, padded), outcomes in sorted(seen.items()):
+        original = next(r["intermediate"] for r in rows if (r["family"], r["size"]) == (family, size))
+        for outcome, fmts in outcomes.items():
+            terminalreporter.write_line(f"{family:11} {size:>4} TP {tp}  intermediate {original:>5} -> {padded:>5}  "
+                                        f"{outcome}  [{', '.join(fmts)}]")
+
+
 class Loads:
     """vLLM loads shared by the tests of one session, keyed by their arguments; a load that
     raised is cached as its exception."""

@@ -9,9 +9,12 @@ OUT_DIR gets one sub-directory per checkpoint and a ``manifest.json`` that says,
 how it was made and what vLLM must do with it ("accept" or "reject", and which check
 should catch it). Deterministic: the same command writes the same bytes.
 
-The test model
---------------
-The preset "vllm" defined here: hidden 512, 4 heads of 128 (as every real Qwen2-VL size),
+The test models
+---------------
+One per family, all in the preset "vllm": Qwen2-VL (``base``, and ``base-newkeys``, the
+same weights under the newer key style), Qwen2.5-VL (``qwen2_5_vl-base``, older keys as
+its checkpoints have) and Qwen3-VL dense (``qwen3_vl-base``, newer keys, the only style it
+has). The Qwen2-VL preset is defined here: hidden 512, 4 heads of 128 (as every real Qwen2-VL size),
 2 KV heads, MLP intermediate 1152 = 9 x 128, 2 decoder layers, vocab 1024, a 2-block vision
 tower of width 256 with 8 heads (vLLM shards the vision tower too, so its head count must
 divide by the tensor-parallel degree, as Qwen2-VL's 16 heads do). Every K is a multiple of
@@ -20,8 +23,15 @@ divisible by 128 (Machete) up to 4-way tensor parallelism
 (q 512/4 = 128, k/v one KV head of 128 per GPU, o_proj K 512/4 = 128), which the
 "small" preset (head_dim 64: o_proj K 256/4 = 64) does not give. 1152 is not divisible
 by 2 * 128 or 4 * 128, so the ``--tensor-parallel`` outputs really are padded (1280 for 2,
-1536 for 4). The preset is registered at runtime in ``tiny_model.PRESETS`` because this
-tier may not edit the package; see the report of issue 14 for the preset to add there.
+1536 for 4). The preset is registered at runtime in ``tiny_model.PRESETS`` (where it now
+also is). The other two families take ``testing/tiny_families.py``'s "vllm" preset: the
+same decoder widths (hidden 512, head_dim 128, intermediate 1152, 2 layers) and a 2-block
+vision tower of width 256 with 8 heads; Qwen3-VL with 8 heads of 128 (1024 != 512, as on
+Qwen3-VL-4B/32B), q_norm/k_norm and DeepStack mergers from both vision blocks.
+
+Checkpoints of the new families are named ``{family}-{name}`` (``qwen3_vl-gptq-int4``);
+Qwen2-VL's keep their names. Per family: GPTQ Int4, GPTQ Int8, AWQ Int4 and a
+``--tensor-parallel 2`` GPTQ Int4 (Qwen2-VL also act-order, TP 4 and the newer key style).
 
 Broken checkpoints
 ------------------
@@ -39,11 +49,22 @@ Copies of good ones with one tensor edited, to show the checks can fail:
 - ``broken-awq-quantized-vision``: the same in the AWQ checkpoint.
 - ``broken-gptq-qzeros-v2``: sym Int4 whose qzeros hold the raw midpoint 8 instead of
   v1's 8 - 1 = 7 (vLLM ignores qzeros for sym GPTQ, so it loads; our qzeros test fails).
+- ``qwen3_vl-broken-gptq-missing-qzeros`` / ``-fused``, ``qwen2_5_vl-broken-awq-missing-qzeros``:
+  as above, in those families' checkpoints (newer / older key style).
+- ``qwen3_vl-broken-{gptq,awq}-quantized-deepstack``: ``visual.deepstack_merger_list.0.linear_fc1``
+  (a DeepStack merger Linear, K 1024) stored as quantized tensors.
+- ``qwen2_5_vl-broken-gptq-quantized-vision-mlp``: ``visual.blocks.0.mlp.down_proj``
+  (the vision SwiGLU MLP, whose Linears carry the decoder's names) stored as GPTQ tensors.
+- ``qwen2_5_vl-broken-gptq-qweight-wrong-axis``: as the Qwen2-VL one.
+
+Each manifest entry names its ``family``, the check that must reject a broken copy
+(``caught_by``) and what that check must name (``target``).
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import logging
 import shutil
@@ -56,6 +77,7 @@ from safetensors import safe_open
 from safetensors.torch import save_file
 
 from qwen2vl_quant.testing import tiny_model
+from qwen2vl_quant.testing.tiny_families import FAMILY_PRESETS, build_tiny_model
 from qwen2vl_quant.api import quantize_checkpoint
 from qwen2vl_quant.config import AWQConfig
 from qwen2vl_quant.config import CalibrationConfig, GPTQConfig
@@ -72,17 +94,41 @@ NUM_SAMPLES = 4
 # At most 64 visual tokens per image: the format, not the accuracy, is under test here.
 MAX_PIXELS = 64 * 28 * 28
 
+# The new families' checkpoints are prefixed with the family; Qwen2-VL's are not.
+NEW_FAMILIES = ("qwen2_5_vl", "qwen3_vl")
+FAMILIES = ("qwen2_vl", *NEW_FAMILIES)
+
+
+def family_name(family: str, name: str) -> str:
+    """The checkpoint ``name`` (e.g. "gptq-int4") of ``family`` in the output folder."""
+    return name if family == "qwen2_vl" else f"{family}-{name}"
+
+
+# base model -> family (each built by build_base)
+BASES = {"base": "qwen2_vl", "base-newkeys": "qwen2_vl",
+         **{family_name(f, "base"): f for f in NEW_FAMILIES}}
+
+# What every family gets: name -> (config factory, tensor_parallel)
+PER_FAMILY = {
+    "gptq-int4": (lambda: GPTQConfig(bits=4, group_size=128), None),
+    "gptq-int8": (lambda: GPTQConfig(bits=8, group_size=128), None),
+    "awq-int4": (lambda: AWQConfig(bits=4, group_size=128), None),
+    "gptq-int4-tp2": (lambda: GPTQConfig(bits=4, group_size=128), 2),
+}
+
 # name -> (base model, config factory, tensor_parallel)
 GOOD = {
-    "gptq-int4": ("base", lambda: GPTQConfig(bits=4, group_size=128), None),
-    "gptq-int8": ("base", lambda: GPTQConfig(bits=8, group_size=128), None),
-    "awq-int4": ("base", lambda: AWQConfig(bits=4, group_size=128), None),
+    "gptq-int4": ("base", *PER_FAMILY["gptq-int4"]),
+    "gptq-int8": ("base", *PER_FAMILY["gptq-int8"]),
+    "awq-int4": ("base", *PER_FAMILY["awq-int4"]),
     "gptq-int4-actorder": ("base", lambda: GPTQConfig(bits=4, group_size=128, desc_act=True, static_groups=True), None),
-    "gptq-int4-tp2": ("base", lambda: GPTQConfig(bits=4, group_size=128), 2),
+    "gptq-int4-tp2": ("base", *PER_FAMILY["gptq-int4-tp2"]),
     "awq-int4-tp4": ("base", lambda: AWQConfig(bits=4, group_size=128), 4),
     "gptq-int4-tp4": ("base", lambda: GPTQConfig(bits=4, group_size=128), 4),
     "gptq-int4-newkeys": ("base-newkeys", lambda: GPTQConfig(bits=4, group_size=128), None),
     "awq-int4-newkeys": ("base-newkeys", lambda: AWQConfig(bits=4, group_size=128), None),
+    **{family_name(f, name): (family_name(f, "base"), config, tp)
+       for f in NEW_FAMILIES for name, (config, tp) in PER_FAMILY.items()},
 }
 
 log = logging.getLogger("make_checkpoints")
@@ -132,6 +178,15 @@ def copy_checkpoint(src: Path, dst: Path) -> None:
     shutil.copytree(src, dst)
 
 
+def key_style(model_dir: Path) -> str:
+    """The key style of a checkpoint's decoder: "model.language_model" or "model.layers"."""
+    keys = []
+    for shard in model_dir.glob("*.safetensors"):
+        with safe_open(str(shard), "pt") as f:
+            keys += list(f.keys())
+    return "model.language_model" if any(k.startswith("model.language_model.") for k in keys) else "model.layers"
+
+
 def layer_key(tensors: dict, suffix: str) -> str:
     """The one key ending with ``suffix`` in layer 0 (either key style)."""
     keys = [k for k in tensors if k.endswith(suffix) and ".layers.0." in k]
@@ -144,8 +199,12 @@ def layer_key(tensors: dict, suffix: str) -> str:
 # building
 # ---------------------------------------------------------------------------------------------
 
-def build_base(out: Path) -> None:
-    tiny_model.build_tiny_qwen2vl(out / "base", preset=PRESET, seed=0)
+def build_base(out: Path, name: str) -> None:
+    if name != "base-newkeys":
+        build_tiny_model(out / name, family=BASES[name], preset=PRESET, seed=0)
+        return
+    if not (out / "base" / "config.json").is_file():
+        build_base(out, "base")
     # The same weights under transformers 5's module names, as some re-saved checkpoints
     # (and Qwen3-VL's) have them: model.language_model.*, model.visual.*
     copy_checkpoint(out / "base", out / "base-newkeys")
@@ -212,15 +271,17 @@ def _unpack(packed: torch.Tensor, bits: int, dim: int) -> torch.Tensor:
     return vals.reshape(packed.shape[0], -1).to(torch.int32)
 
 
-def break_quantized_vision(out: Path, good: str, name: str, method: str) -> None:
-    """visual.blocks.0.attn.qkv.weight (BF16) -> round-to-nearest 4-bit tensors of ``method``."""
+def break_quantized_vision(out: Path, good: str, name: str, method: str,
+                           module: str = "blocks.0.attn.qkv") -> None:
+    """The vision Linear ``visual.{module}`` (BF16 weight; its bias stays) -> round-to-nearest
+    4-bit tensors of ``method``."""
     from qwen2vl_quant.formats.awq import pack_awq
 
     copy_checkpoint(out / good, out / name)
     tensors = read_tensors(out / name)
-    keys = [k for k in tensors if k.endswith("blocks.0.attn.qkv.weight")]
+    keys = [k for k in tensors if k.endswith(f"visual.{module}.weight")]
     if len(keys) != 1:
-        raise RuntimeError(f"vision qkv weight not found: {keys}")
+        raise RuntimeError(f"vision weight visual.{module}.weight not found: {keys}")
     key = keys[0]
     filename, weight = tensors.pop(key)
     w = weight.float()  # [N, K]
@@ -267,6 +328,41 @@ BROKEN = {
     "broken-awq-quantized-vision": ("awq-int4", lambda o, g, n: break_quantized_vision(o, g, n, "awq"),
                                     "vllm-load-error"),
     "broken-gptq-qzeros-v2": ("gptq-int4", break_qzeros_v2, "sym-qzeros"),
+    # The new families (see the module docstring)
+    "qwen3_vl-broken-gptq-missing-qzeros": (
+        "qwen3_vl-gptq-int4", lambda o, g, n: break_missing(o, g, n, "self_attn.o_proj.qzeros"),
+        "vllm-weight-tracking"),
+    "qwen3_vl-broken-gptq-missing-qzeros-fused": (
+        "qwen3_vl-gptq-int4", lambda o, g, n: break_missing(o, g, n, "self_attn.q_proj.qzeros"),
+        "unfilled-parameter"),
+    "qwen3_vl-broken-gptq-quantized-deepstack": (
+        "qwen3_vl-gptq-int4",
+        lambda o, g, n: break_quantized_vision(o, g, n, "gptq", "deepstack_merger_list.0.linear_fc1"),
+        "vision-quant-method"),
+    "qwen3_vl-broken-awq-quantized-deepstack": (
+        "qwen3_vl-awq-int4",
+        lambda o, g, n: break_quantized_vision(o, g, n, "awq", "deepstack_merger_list.0.linear_fc1"),
+        "vllm-load-error"),
+    "qwen2_5_vl-broken-awq-missing-qzeros": (
+        "qwen2_5_vl-awq-int4", lambda o, g, n: break_missing(o, g, n, "self_attn.o_proj.qzeros"),
+        "vllm-weight-tracking"),
+    "qwen2_5_vl-broken-gptq-quantized-vision-mlp": (
+        "qwen2_5_vl-gptq-int4", lambda o, g, n: break_quantized_vision(o, g, n, "gptq", "blocks.0.mlp.down_proj"),
+        "vision-quant-method"),
+    "qwen2_5_vl-broken-gptq-qweight-wrong-axis": ("qwen2_5_vl-gptq-int4", break_gptq_axis, "vllm-load-error"),
+}
+# What the check must name: a tensor (weight tracking, unfilled parameter) or a vLLM prefix
+# (vision quant method); None: any error / any qzeros.
+TARGETS = {
+    "vllm-weight-tracking": "o_proj.qzeros",
+    "unfilled-parameter": "qkv_proj.qzeros",
+}
+VISION_TARGETS = {
+    "broken-gptq-quantized-vision": "visual.blocks.0.attn.qkv",
+    "broken-awq-quantized-vision": "visual.blocks.0.attn.qkv",
+    "qwen3_vl-broken-gptq-quantized-deepstack": "visual.deepstack_merger_list.0.linear_fc1",
+    "qwen3_vl-broken-awq-quantized-deepstack": "visual.deepstack_merger_list.0.linear_fc1",
+    "qwen2_5_vl-broken-gptq-quantized-vision-mlp": "visual.blocks.0.mlp.down_proj",
 }
 
 
@@ -281,27 +377,37 @@ def main(argv: list[str] | None = None) -> int:
     register_preset()
     out: Path = args.out_dir
     out.mkdir(parents=True, exist_ok=True)
+    unknown = set(args.only or ()) - {*GOOD, *BROKEN, *BASES}
+    if unknown:
+        parser.error(f"unknown checkpoints {sorted(unknown)}")
     wanted = set(args.only or [*GOOD, *BROKEN])
     needed = wanted | {BROKEN[n][0] for n in wanted if n in BROKEN}
     t0 = time.perf_counter()
-    if not (out / "base" / "config.json").is_file() or not (out / "base-newkeys" / "config.json").is_file():
-        build_base(out)
-    manifest = {"preset": PRESET_SHAPES.__dict__ | {"name": PRESET}, "num_samples": NUM_SAMPLES, "checkpoints": {}}
+    for base in sorted(BASES, key=lambda b: b == "base-newkeys"):  # base-newkeys is made from base
+        if not (out / base / "config.json").is_file():
+            t1 = time.perf_counter()
+            build_base(out, base)
+            log.info("%s: %.1f s", base, time.perf_counter() - t1)
+    bases = {base: {"family": family, "key_style": key_style(out / base)} for base, family in BASES.items()}
+    manifest = {"preset": PRESET_SHAPES.__dict__ | {"name": PRESET}, "num_samples": NUM_SAMPLES,
+                "families": {f: {"base": family_name(f, "base"), "prefix": family_name(f, "")} for f in FAMILIES},
+                "family_preset": {f: [dataclasses.asdict(x) for x in FAMILY_PRESETS[PRESET]] for f in NEW_FAMILIES},
+                "bases": bases, "checkpoints": {}}
     for name, (base, config, tp) in GOOD.items():
         if name in needed:
             build_good(out, name)
         cfg = config()
         manifest["checkpoints"][name] = {
-            "base": base, "method": cfg.method, "bits": cfg.bits, "group_size": cfg.group_size,
-            "desc_act": getattr(cfg, "desc_act", False), "tensor_parallel": tp,
-            "key_style": "model.language_model" if base == "base-newkeys" else "model.layers",
-            "expect": "accept",
+            "family": bases[base]["family"], "base": base, "method": cfg.method, "bits": cfg.bits,
+            "group_size": cfg.group_size, "desc_act": getattr(cfg, "desc_act", False), "tensor_parallel": tp,
+            "key_style": bases[base]["key_style"], "expect": "accept",
         }
     for name, (good, builder, check) in BROKEN.items():
         if name in wanted:
             builder(out, good, name)
         manifest["checkpoints"][name] = {**manifest["checkpoints"][good], "broken_from": good,
-                                         "expect": "reject", "caught_by": check}
+                                         "expect": "reject", "caught_by": check,
+                                         "target": VISION_TARGETS.get(name, TARGETS.get(check))}
     (out / "manifest.json").write_text(json.dumps(manifest, indent=2, default=list) + "\n")
     log.info("wrote %d checkpoints to %s in %.1f s", len(wanted), out, time.perf_counter() - t0)
     return 0

@@ -9,12 +9,14 @@ from vllm_harness import H100, as_cuda, engine_config
 
 from qwen2vl_quant.pipeline.padding import padded_intermediate_size
 
+ARCHITECTURES = {"qwen2_vl": "Qwen2VLForConditionalGeneration", "qwen2_5_vl": "Qwen2_5_VLForConditionalGeneration",
+                 "qwen3_vl": "Qwen3VLForConditionalGeneration"}
 DECODER_LEAVES = ("self_attn.q_proj", "self_attn.k_proj", "self_attn.v_proj", "self_attn.o_proj",
                   "mlp.gate_proj", "mlp.up_proj", "mlp.down_proj")
 
 
 def test_detected_method(good_checkpoint, checkpoints, manifest):
-    """GPTQ is detected as auto_gptq with our bits/group/sym and desc_act false (vLLM refuses
+    """vLLM resolves the family's own model class. GPTQ is detected as auto_gptq with our bits/group/sym and desc_act false (vLLM refuses
     desc_act true: gptq-int4-actorder fails here until the writer says desc_act false for
     static groups); AWQ as AutoAWQ (named "awq" on the CPU platform, "auto_awq" on CUDA)."""
     from vllm.model_executor.layers.quantization.auto_awq import AutoAWQConfig
@@ -24,6 +26,8 @@ def test_detected_method(good_checkpoint, checkpoints, manifest):
     config = engine_config(checkpoints / good_checkpoint)
     quant = config.quant_config
     hf_quant = config.model_config.hf_config.quantization_config
+    assert config.model_config.hf_config.model_type == entry["family"]
+    assert config.model_config.architectures == [ARCHITECTURES[entry["family"]]]
     if entry["method"] == "gptq":
         assert config.model_config.quantization == "auto_gptq"
         assert isinstance(quant, AutoGPTQConfig)

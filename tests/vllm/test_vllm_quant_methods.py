@@ -12,7 +12,10 @@ CAPABILITIES = pytest.mark.parametrize("capability", [H100, A100], ids=["H100-sm
 
 
 def test_vision_linears_unquantized(good_checkpoint, loads):
-    """visual.blocks.N.attn.qkv/proj, visual.blocks.N.mlp.fc1/fc2, visual.merger.mlp.0/2."""
+    """Every vision Linear of the family, as vLLM builds it: visual.blocks.N.attn.qkv/proj
+    and the block MLP (Qwen2-VL mlp.fc1/fc2, Qwen2.5-VL mlp.gate_up_proj/down_proj, Qwen3-VL
+    mlp.linear_fc1/fc2), the merger (visual.merger.mlp.0/2; Qwen3-VL visual.merger.linear_fc1/2)
+    and Qwen3-VL's visual.deepstack_merger_list.N.linear_fc1/2."""
     assert vision_problems(loads.ok(good_checkpoint)) == []
 
 

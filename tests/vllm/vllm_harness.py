@@ -53,6 +53,16 @@ import torch  # noqa: E402
 
 H100 = (9, 0)
 A100 = (8, 0)
+# The model families of the tier (config.json model_type); make_checkpoints.py names the
+# checkpoints of the newer two "{family}-{name}".
+FAMILIES = ("qwen2_vl", "qwen2_5_vl", "qwen3_vl")
+
+
+def family_checkpoint(family: str, name: str) -> str:
+    """The folder of checkpoint ``name`` (e.g. "gptq-int4") of ``family`` (make_checkpoints.py)."""
+    return name if family == "qwen2_vl" else f"{family}-{name}"
+
+
 UNQUANTIZED_METHODS = ("UnquantizedLinearMethod", "UnquantizedEmbeddingMethod")
 # Ops the models we load look up at construction time; stubbed only when missing.
 STUBBED_OPS = ("gelu_quick",)
@@ -328,13 +338,38 @@ def linear_prefixes(model) -> dict[str, Any]:
     return {name: module for name, module in model.named_modules() if isinstance(module, LinearBase)}
 
 
+def expected_vision_linears(hf_config) -> set[str]:
+    """Every Linear of the family's vision tower and mergers, as vLLM 0.33 names them
+    (models/qwen2_vl.py, qwen2_5_vl.py, qwen3_vl.py; q/k/v already packed as ``attn.qkv``,
+    Qwen2.5-VL's gate/up fused as ``mlp.gate_up_proj``)."""
+    vision = hf_config.vision_config
+    blocks = {
+        "qwen2_vl": ("attn.qkv", "attn.proj", "mlp.fc1", "mlp.fc2"),
+        "qwen2_5_vl": ("attn.qkv", "attn.proj", "mlp.gate_up_proj", "mlp.down_proj"),
+        "qwen3_vl": ("attn.qkv", "attn.proj", "mlp.linear_fc1", "mlp.linear_fc2"),
+    }[hf_config.model_type]
+    out = {f"visual.blocks.{i}.{leaf}" for i in range(vision.depth) for leaf in blocks}
+    if hf_config.model_type == "qwen3_vl":
+        out |= {"visual.merger.linear_fc1", "visual.merger.linear_fc2"}
+        out |= {f"visual.deepstack_merger_list.{j}.linear_fc{k}"
+                for j in range(len(vision.deepstack_visual_indexes)) for k in (1, 2)}
+    else:
+        out |= {"visual.merger.mlp.0", "visual.merger.mlp.2"}
+    return out
+
+
 def vision_problems(result: LoadResult) -> list[str]:
-    """Every vision Linear (visual.*) must have an unquantized method: both the method vLLM
-    chose while building, and what ``quant_config.get_quant_method`` answers now."""
+    """Every vision Linear (visual.*: blocks, merger, Qwen3-VL's DeepStack mergers) must have
+    an unquantized method: both the method vLLM chose while building, and what
+    ``quant_config.get_quant_method`` answers now; and vLLM must have built exactly the
+    family's vision Linears (``expected_vision_linears``)."""
     problems = []
     linears = {p: m for p, m in linear_prefixes(result.model).items() if p.startswith("visual.")}
     if not linears:
         problems.append("vLLM built no vision Linear (visual.*)")
+    expected = expected_vision_linears(result.vllm_config.model_config.hf_config)
+    if set(linears) != expected:
+        problems.append(f"vision Linears {sorted(set(linears) ^ expected)} differ from the family's layout")
     quant_config = result.vllm_config.quant_config
     for prefix, module in sorted(linears.items()):
         built = type(module.quant_method).__name__
@@ -355,7 +390,7 @@ def decoder_problems(result: LoadResult, expected_method: str) -> list[str]:
     expected = {f"language_model.model.layers.{i}.{leaf}" for i in range(layers)
                 for leaf in ("self_attn.qkv_proj", "self_attn.o_proj", "mlp.gate_up_proj", "mlp.down_proj")}
     if decoder != expected:
-        problems.append(f"decoder Linears {sorted(decoder ^ expected)} differ from the Qwen2 layout")
+        problems.append(f"decoder Linears {sorted(decoder ^ expected)} differ from the Qwen2/Qwen3 layout")
     for prefix in sorted(decoder):
         name = type(linears[prefix].quant_method).__name__
         if name != expected_method:
@@ -504,7 +539,8 @@ def g_idx_problems(model_dir: str | Path, group_size: int) -> list[str]:
     return problems
 
 
-# vLLM fuses these checkpoint Linears into one parameter (Qwen2's packed_modules_mapping).
+# vLLM fuses these checkpoint Linears into one parameter (the packed_modules_mapping of
+# Qwen2-VL, Qwen2.5-VL and Qwen3-VL alike).
 FUSED = {"self_attn.qkv_proj": ("self_attn.q_proj", "self_attn.k_proj", "self_attn.v_proj"),
          "mlp.gate_up_proj": ("mlp.gate_proj", "mlp.up_proj")}
 
