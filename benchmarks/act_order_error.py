@@ -18,11 +18,8 @@ default. This script quantizes the same models both ways, GPTQ Int4 at group 64 
 from __future__ import annotations
 
 import argparse
-import json
 import logging
-import statistics
 import sys
-import tempfile
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
@@ -33,8 +30,6 @@ SETTINGS = {  # name -> GPTQConfig overrides
     "act-order, static groups": dict(desc_act=True, static_groups=True),
 }
 GROUPS = (64, 128)
-SMALL_MODEL_SAMPLES = (16, 128)
-SMALL_VLM_SAMPLES = (20, 26, 32)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -43,44 +38,20 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, default=HERE / "results" / "act_order_error")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING)
-    from versus.data import make_calibration, make_held_out
-    from versus.heldout import small_model_error, small_vlm_quality
-    from versus.measure import machine_info
+    from versus.heldout import run_study
 
     from qwen2vl_quant import GPTQConfig
-    from qwen2vl_quant.api import write_demo_model
 
-    machine = machine_info()
-    rows = []
-    with tempfile.TemporaryDirectory(prefix="act-order-") as tmp:
-        work = args.workdir or Path(tmp)
-        model_dir = work / "small"
-        if not (model_dir / "config.json").is_file():
-            write_demo_model(model_dir, preset="small")
-        calib = make_calibration(work, max(SMALL_MODEL_SAMPLES))
-        held_out = make_held_out(work)
-        for group in GROUPS:
-            for name, options in SETTINGS.items():
-                config = GPTQConfig(bits=4, group_size=group, **options)
-                row = {"group_size": group, "setting": name, "small_model": {}, "small_vlm": {}}
-                for n in SMALL_MODEL_SAMPLES:
-                    error, seconds = small_model_error(model_dir, calib, held_out, n, config)
-                    row["small_model"][n] = {"error": error, "seconds": seconds}
-                    print(f"g{group} {name}: small model, {n} samples: error {error:.5f}", flush=True)
-                for n in SMALL_VLM_SAMPLES:
-                    row["small_vlm"][n] = small_vlm_quality(work, n, config)
-                    print(f"g{group} {name}: small VLM, {n} samples: {row['small_vlm'][n]}", flush=True)
-                rows.append(row)
-    result = {"command": " ".join(["python", "benchmarks/act_order_error.py", *(argv or sys.argv[1:])]),
-              "machine": machine, "rows": rows}
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    Path(f"{args.out}.json").write_text(json.dumps(result, indent=1) + "\n")
-    Path(f"{args.out}.md").write_text(render(result))
-    print(render(result))
-    return 0
+    cases = [(f"g{group} {name}", {"group_size": group, "setting": name},
+              GPTQConfig(bits=4, group_size=group, **options))
+             for group in GROUPS for name, options in SETTINGS.items()]
+    return run_study("benchmarks/act_order_error.py", argv if argv is not None else sys.argv[1:], args.out,
+                     args.workdir, cases, render)
 
 
 def render(result: dict) -> str:
+    from versus.heldout import SMALL_MODEL_SAMPLES, SMALL_VLM_SAMPLES, machine_line, small_vlm_table
+
     m = result["machine"]
     lines = ["# GPTQ Int4: static-group act-order against no act-order (issue 14)", "", f"`{result['command']}`", "",
              "Random-weight small model (hidden 256, outlier channels): held-out relative error of the final "
@@ -91,17 +62,9 @@ def render(result: dict) -> str:
         cells = [f"{row['small_model'][n]['error']:.5f}"
                  for n in SMALL_MODEL_SAMPLES]
         lines.append(f"| {row['group_size']} | {row['setting']} | " + " | ".join(cells) + " |")
-    lines += ["", "Small trained VLM: KL to BF16 / held-out accuracy, per calibration set, and their mean.", "",
-              "| group | setting | " + " | ".join(f"{n} conversations" for n in SMALL_VLM_SAMPLES) + " | mean |",
-              "|---|---|" + "---|" * (len(SMALL_VLM_SAMPLES) + 1)]
-    for row in result["rows"]:
-        runs = [row["small_vlm"][n] for n in SMALL_VLM_SAMPLES]
-        cells = [f"{r['kl']:.3g} / {r['accuracy']:.1%}" for r in runs]
-        cells.append(f"{statistics.mean(r['kl'] for r in runs):.3g} / "
-                     f"{statistics.mean(r['accuracy'] for r in runs):.2%}")
-        lines.append(f"| {row['group_size']} | {row['setting']} | " + " | ".join(cells) + " |")
-    lines += ["", f"Machine: {m['cpu']}, {m['cpu_cores']} cores; {m['date']}; git {m['git_commit']} "
-              f"({m['git_dirty_files']} files modified).", ""]
+    lines += ["", *small_vlm_table(result["rows"], SMALL_VLM_SAMPLES,
+                                   [f"{row['group_size']} | {row['setting']}" for row in result["rows"]], "group | setting"),
+              "", machine_line(m), ""]
     return "\n".join(lines)
 
 

@@ -143,7 +143,7 @@ def _add_awq(commands: argparse._SubParsersAction) -> None:
                      "around the middle code)")
     awq.add_argument("--n-grid", type=int, default=d.n_grid, help="exponents tried in the scale search")
     awq.add_argument("--no-duo-scaling", dest="duo_scaling", action="store_false", default=d.duo_scaling,
-                     help="search only x_mean^r scales (default: AutoAWQ's x_mean^r / w_mean^(1-r) as well)")
+                     help="search llm-awq's x_mean^r scales instead of AutoAWQ's x_mean^r / w_mean^(1-r)")
     awq.add_argument("--no-clip", dest="clip", action="store_false", default=d.clip,
                      help="skip the clipping search (default: search a clipping range per group)")
     _add_calibration_and_run(awq)

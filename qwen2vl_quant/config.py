@@ -125,8 +125,8 @@ class AWQConfig:
     zero_point: asymmetric min/max grid with a zero per group; False: symmetric grid whose
         zero is the middle code 2**(bits-1), stored explicitly.
     n_grid: exponents tried in the scale search, ratio = i / n_grid for i < n_grid.
-    duo_scaling: also try AutoAWQ's "duo" candidates x_mean^r / w_mean^(1-r) besides the
-        plain x_mean^r of llm-awq, and keep whichever loses least; False: plain only.
+    duo_scaling: AutoAWQ's "duo" candidates x_mean^r / w_mean^(1-r) (the unscaled weights
+        are scored too); False: llm-awq's plain x_mean^r.
     clip: search a clipping range per output channel and group (AutoAWQ apply_clip).
     max_shrink: the clipping search shrinks the range by up to this fraction.
     clip_tokens: the clipping error is measured on at most this many real tokens.
@@ -138,8 +138,10 @@ class AWQConfig:
         at most this many evenly spaced output rows of the pair's Linears; the scale
         formula still reads every row. None scores every row.
     exact_search_macs: a pair whose candidate costs at most this many multiply-adds on
-        every calibration token (the Linears of the inspected module) is scored on every
-        token, whatever ``search_tokens`` says: small models get the exact search.
+        every calibration token (the Linears of the inspected module, plus an overhead per
+        forward call) is scored on every token, whatever ``search_tokens`` says: only very
+        small models and calibration sets get the exact search (21 candidates then cost
+        about as much as GPTQ's solve of the layer).
     chunk_tokens: token-wise modules (MLP, Linear) are evaluated this many tokens at a time,
         so that memory stays bounded.
     """
@@ -154,7 +156,7 @@ class AWQConfig:
     clip_tokens: int = 512
     search_tokens: int | None = 1024
     search_rows: int | None = 512
-    exact_search_macs: int = 4_000_000_000
+    exact_search_macs: int = 250_000_000
     chunk_tokens: int = 4096
 
     method = "awq"

@@ -191,8 +191,8 @@ def check_search_and_fold(layer, inputs, expected_prevs):
     assert all(torch.equal(v, layer.state_dict()[k]) for k, v in state.items()), "searching modified the layer"
     assert [s.prev for s in scales.searches] == expected_prevs
     for search in scales.searches:
-        # Both kinds of candidate, every ratio in [0, 1) on the grid, each with its loss.
-        assert [(c.duo, c.ratio) for c in search.candidates] == [(d, i / 20) for d in (True, False) for i in range(20)]
+        # AutoAWQ's duo candidates, every ratio in [0, 1) on the grid, then the unscaled weights.
+        assert [(c.duo, c.ratio) for c in search.candidates] == [(True, i / 20) for i in range(20)] + [(False, 0.0)]
         assert search.loss == min(c.loss for c in search.candidates) <= search.unscaled_loss
         assert torch.isfinite(search.scales).all() and (search.scales > 0).all()
     exact = copy.deepcopy(layer).float()  # the same fold in float32 is exact

@@ -10,6 +10,7 @@ from qwen2vl_quant.pipeline.capture import StopForward
 from qwen2vl_quant.pipeline.layerwise import capture_inputs
 from qwen2vl_quant.pipeline.source import DirectorySource, ModelSource
 from qwen2vl_quant.testing.sample_data import unbounded
+from replay import reference_hidden, replay
 
 CPU = torch.device("cpu")
 
@@ -21,29 +22,6 @@ def setup(tiny_sharded_model_dir, calib_conversations):
     samples, summary = build_samples(calib_conversations, processor, unbounded())
     assert summary.image_tokens > 0 and summary.video_tokens > 0
     return model, samples
-
-
-def replay(layers, inputs):
-    outputs = []
-    with torch.inference_mode():
-        for sample in inputs:
-            hidden = sample.hidden
-            for layer in layers:
-                hidden = layer(hidden, **sample.kwargs)
-            outputs.append(hidden)
-    return outputs
-
-
-def reference_hidden(model, samples):
-    final = []
-    handle = model.model.language_model.norm.register_forward_pre_hook(lambda m, args: final.append(args[0]))
-    try:
-        with torch.inference_mode():
-            for sample in samples:
-                model(**sample.inputs, use_cache=False)
-    finally:
-        handle.remove()
-    return final
 
 
 @pytest.mark.parametrize("source_kind", ["memory", "directory"])

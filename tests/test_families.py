@@ -22,6 +22,7 @@ from qwen2vl_quant.pipeline.checkpoint import CheckpointReader
 from qwen2vl_quant.pipeline.layerwise import capture_inputs
 from qwen2vl_quant.pipeline.source import DirectorySource, ModelSource
 from qwen2vl_quant.testing.sample_data import unbounded
+from replay import reference_hidden, replay
 
 CPU = torch.device("cpu")
 FAMILIES = ["qwen2_vl", "qwen2_5_vl", "qwen3_vl"]
@@ -29,33 +30,6 @@ FAMILIES = ["qwen2_vl", "qwen2_5_vl", "qwen3_vl"]
 
 def load(model_dir, dtype=torch.bfloat16):
     return AutoModelForImageTextToText.from_pretrained(model_dir, dtype=dtype).eval()
-
-
-def replay(layers, inputs, deepstack=True):
-    """The decoder layers run on the captured inputs; between layers, what the text model adds
-    (Qwen3-VL's DeepStack features) unless ``deepstack`` is False."""
-    outputs = []
-    with torch.inference_mode():
-        for sample in inputs:
-            for index, layer in enumerate(layers):
-                hidden = layer(sample.hidden, **sample.kwargs)
-                sample = sample.next(hidden, index) if deepstack else type(sample)(hidden, sample.kwargs,
-                                                                                  sample.token_mask)
-            outputs.append(sample.hidden)
-    return outputs
-
-
-def reference_hidden(model, samples):
-    """The input of the final norm in the model's own forward: the last layer's output."""
-    final = []
-    handle = model.model.language_model.norm.register_forward_pre_hook(lambda m, args: final.append(args[0]))
-    try:
-        with torch.inference_mode():
-            for sample in samples:
-                model(**sample.inputs, use_cache=False)
-    finally:
-        handle.remove()
-    return final
 
 
 @pytest.mark.parametrize("family", FAMILIES)

@@ -12,7 +12,7 @@ real token, and a bounded sample of its inputs spread evenly over the calibratio
 (``search_tokens`` tokens for the token-wise pairs, whole samples up to that many tokens for
 attention, ``clip_tokens`` tokens per clipped Linear; every token where that is cheap,
 ``search_token_budget``), and the candidates are scored on at most ``search_rows`` output
-rows where the spec allows. The 40 candidates of each pair and the clipping grid then cost
+rows where the spec allows. The 21 candidates of each pair and the clipping grid then cost
 the same for 16 samples or 1,000. Before, every candidate ran the inspected module over
 every calibration token and row, and each pair and the clip search ran the float layer
 again to collect their inputs: the cost grew with the samples, 8x GPTQ's at 65
@@ -138,7 +138,7 @@ def gather_search_inputs(layer: nn.Module, runner: LayerRunner, spec: ArchSpec, 
     chosen: dict[str, set[int]] = {}
     for pair in spec.smoothing_pairs:
         if unsupported_reason(layer, pair) is None:
-            budget = search_token_budget(layer, pair, total, config)
+            budget = search_token_budget(layer, pair, counts, config)
             channels = layer.get_submodule(pair.linears[0]).in_features
             pairs[pair.linears[0]] = PairInputs(AbsMeanAccumulator(channels, runner.device),
                                                 None if pair.mixes_tokens else StridedSample(total, budget, store))
@@ -172,17 +172,27 @@ def gather_search_inputs(layer: nn.Module, runner: LayerRunner, spec: ArchSpec, 
     return SearchInputs(pairs, clip)
 
 
-def search_token_budget(layer: nn.Module, pair: SmoothingPair, total: int, config: AWQConfig) -> int:
-    """How many real tokens a pair's candidates are scored on: every token when that costs
-    at most ``config.exact_search_macs`` multiply-adds per candidate (the Linears of the
-    inspected module, on every token), else ``config.search_tokens``. Small models get the
-    exact search, which is cheap for them; 2B and up a bounded one."""
+# What one forward call costs beyond its multiply-adds (Python, dispatch, small-op overhead),
+# in multiply-add equivalents: about 0.5 ms on a 2-core CPU. The attention pair runs one
+# forward per sample, so 128 short samples cost far more than their MACs say.
+FORWARD_OVERHEAD_MACS = 10_000_000
+
+
+def search_token_budget(layer: nn.Module, pair: SmoothingPair, counts: Sequence[int], config: AWQConfig) -> int:
+    """How many real tokens a pair's candidates are scored on: every token when one
+    candidate costs at most ``config.exact_search_macs`` (the Linears of the inspected
+    module on every token, plus FORWARD_OVERHEAD_MACS per forward call: one per sample for
+    a token-mixing module, one per ``chunk_tokens`` otherwise), else ``config.search_tokens``.
+    Only very small models and calibration sets get the exact search."""
+    total = sum(counts)
     if config.search_tokens is None:
         return total
     inspect = layer.get_submodule(pair.inspect)
     modules = [inspect] if isinstance(inspect, nn.Linear) else list(inspect.modules())
     per_token = sum(m.in_features * m.out_features for m in modules if isinstance(m, nn.Linear))
-    return total if total * per_token <= config.exact_search_macs else min(total, config.search_tokens)
+    forwards = len(counts) if pair.mixes_tokens else -(-total // config.chunk_tokens)
+    cost = total * per_token + forwards * FORWARD_OVERHEAD_MACS
+    return total if cost <= config.exact_search_macs else min(total, config.search_tokens)
 
 
 def evenly_spread_samples(token_counts: Sequence[int], budget: int) -> list[int]:
