@@ -33,15 +33,18 @@ def configs() -> dict:
         from qwen2vl_quant.config import AWQConfig
     except ImportError:  # the tree before issue 15 kept it in its own module
         from qwen2vl_quant.awq_config import AWQConfig
+    # Every option spelled out: the defaults themselves may change between the trees compared
+    # (act-order became the GPTQ default after issue 15).
+    plain = dict(desc_act=False)
     return {
-        "gptq-int4": GPTQConfig(bits=4, group_size=128),
-        "gptq-int8": GPTQConfig(bits=8, group_size=128),
-        "gptq-int4-asym": GPTQConfig(bits=4, group_size=128, sym=False),
-        "gptq-int4-per-channel": GPTQConfig(bits=4, group_size=-1),
-        "gptq-int4-not-true-sequential": GPTQConfig(bits=4, group_size=128, true_sequential=False),
+        "gptq-int4": GPTQConfig(bits=4, group_size=128, **plain),
+        "gptq-int8": GPTQConfig(bits=8, group_size=128, **plain),
+        "gptq-int4-asym": GPTQConfig(bits=4, group_size=128, sym=False, **plain),
+        "gptq-int4-per-channel": GPTQConfig(bits=4, group_size=-1, **plain),
+        "gptq-int4-not-true-sequential": GPTQConfig(bits=4, group_size=128, true_sequential=False, **plain),
         "gptq-int4-act-order-static": GPTQConfig(bits=4, group_size=128, desc_act=True, static_groups=True),
         "gptq-int4-act-order-dynamic": GPTQConfig(bits=4, group_size=128, desc_act=True, static_groups=False),
-        "gptq-int4-tp2": (GPTQConfig(bits=4, group_size=128), {"tensor_parallel": 2}),
+        "gptq-int4-tp2": (GPTQConfig(bits=4, group_size=128, **plain), {"tensor_parallel": 2}),
         "awq-int4": AWQConfig(bits=4, group_size=128),
         "awq-int8": AWQConfig(bits=8, group_size=128),
         "awq-int4-no-zero-point": AWQConfig(bits=4, group_size=128, zero_point=False),
@@ -75,8 +78,8 @@ def digests(work: Path) -> dict[str, dict[str, str]]:
         print(f"{name}: {len(result[name])} files; calibration: {report.calibration}", flush=True)
     model = Qwen2VLForConditionalGeneration.from_pretrained(model_dir, dtype=torch.bfloat16)
     processor = AutoProcessor.from_pretrained(model_dir)
-    quantize(model, None, GPTQConfig(bits=4, group_size=128), processor=processor, calibration=calibration,
-             device="cpu", show_progress=False)
+    quantize(model, None, GPTQConfig(bits=4, group_size=128, desc_act=False), processor=processor,
+             calibration=calibration, device="cpu", show_progress=False)
     save_quantized(model, work / "in-memory", processor, max_shard_size="2MB")
     result["in-memory-gptq-int4"] = file_digests(work / "in-memory")
     print(f"in-memory-gptq-int4: {len(result['in-memory-gptq-int4'])} files", flush=True)
