@@ -29,7 +29,9 @@ import torch
 import torch.nn.functional as F
 import triton
 
+from qwen2vl_quant.kernels import cpu_fused
 from qwen2vl_quant.kernels.compile_check import check_shipped
+from qwen2vl_quant.kernels.cpu_fused import FUSED_GEMV_MAX_M
 from qwen2vl_quant.kernels.dispatch import available_paths, prepare, quantized_linear, resolve_path
 from qwen2vl_quant.kernels.layout import PackedFormat
 from qwen2vl_quant.testing.packed import random_packed
@@ -94,6 +96,10 @@ def machine() -> dict:
         "torch_threads": torch.get_num_threads(),
         "load_average": os.getloadavg() if hasattr(os, "getloadavg") else None,
     }
+    if cpu_fused.extension() is not None:
+        meta["cpu_kernels"] = "C++ (kernels/cpu_fused.cpp, -march=native)"
+    else:
+        meta["cpu_kernels"] = f"torch's ops only ({cpu_fused.failure})"
     if torch.cuda.is_available():
         meta["gpu"] = torch.cuda.get_device_name()
         meta["gpu_peak_gbs"] = peak_gbs(meta["gpu"])
@@ -118,7 +124,7 @@ def bench_shape(model, proj, k, n, fmt_name, ms, device, min_time, with_referenc
         if device.type == "cpu":
             paths = [p for p in paths if not p.startswith("triton")]
         for path in paths:
-            if path == "triton_decode" and m > 16:
+            if (path == "triton_decode" and m > 16) or (path == "cpu_gemv" and m > FUSED_GEMV_MAX_M):
                 continue
             t = time_ms(lambda x=x, path=path: quantized_linear(x, prepared, path=path), device, min_time)
             gbs = quant_bytes(fmt, k, n, group, m) / t / 1e6

@@ -4,7 +4,9 @@ Entry point for the quantized Linear modules: `dispatch` (prepare / quantized_li
 Layouts: `reference` (the definition) and `layout` (their names and checks). Kernels,
 one file each with its launcher and contract: `decode` (split-K, M <= 16), `gemm`
 (prefill sizes), `dequant` (dequantize for torch.matmul at large M); shared device code in
-`tiles`, tile tables in `configs`. CPU: `cpu` (torch's int4/int8 ops) and `torch_dequant`.
+`tiles`, tile tables in `configs`. CPU: `cpu_fused` (C++ kernels built at first use from
+`cpu_fused.cpp`, reading the checkpoint tensors), `cpu` (torch's int4/int8 ops, where no
+compiler is present) and `torch_dequant`.
 Static checks: `compile_check` (sm_80/sm_90 cross-compile), `traffic` (bytes per launch).
 
 Nothing is imported here on purpose: importing a kernel module runs @triton.jit, which

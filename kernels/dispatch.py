@@ -8,10 +8,17 @@ Paths (path="auto" picks the first that applies):
     CUDA   triton_decode   M <= 16   split-K dequant-GEMV (decode.py)
            triton_gemm     M < 256   tiled dequant-GEMM (gemm.py)
            triton_dequant  larger M  Triton dequantize + torch.matmul (dequant.py)
-    CPU    cpu_int4        4-bit, M <= CPU_INT4_MAX_M: torch's int4 op (cpu.py; runs in bf16)
+    CPU, with the C++ kernels (cpu_fused.py, built at first use; one copy of the weight):
+           cpu_gemv        M <= the measured switch point (at most FUSED_GEMV_MAX_M): fused
+                           dequantize + GEMV on the packed words
+           cpu_dequant_mm  larger M: bf16 blocks of W (one pass each) times x, torch's matmul
+    CPU, where the C++ kernels cannot be built (one log line says why):
+           cpu_int4        4-bit, M <= CPU_INT4_MAX_M: torch's int4 op (cpu.py; runs in bf16)
            cpu_int8        8-bit, M <= CPU_INT8_MAX_M (grouped: CPU_INT8_GROUPED_MAX_M):
                            torch's int8 op (bf16), once per group
            torch_dequant   otherwise: vectorised torch dequantize + matmul (torch_dequant.py)
+    With a dense_cache (calibration runs each new layer over every sample), larger M takes
+    torch_dequant, which dequantizes once per layer instead of once per call.
     any    reference       reference.py dequantize (to x's dtype) + matmul, the definition
 Under TRITON_INTERPRET=1 the triton_* paths also run on CPU tensors (tests), but only when
 asked for by name. An explicit path that cannot run raises ValueError; nothing falls back
@@ -21,7 +28,9 @@ Act-order GPTQ: prepare() permutes the weight's input rows once so groups become
 contiguous (Marlin, ExLlamaV2), and each call gathers x's columns with the same
 permutation. The permuted qweight is a second copy of the packed weight (only for
 act-order); the reference path keeps reading the checkpoint tensors as given. On CPU the
-int4/int8 op tables are a converted copy too (as large as the packed weight). No path
+C++ kernels read the checkpoint tensors themselves; torch's int4/int8 op tables are a
+converted copy (as large as the packed weight), built on the first call that takes those
+paths. No path
 caches a dense weight on its own: a caller may pass ``dense_cache`` (calibration runs each
 freshly quantized layer over every sample, and keeps its dequantized weight meanwhile).
 
@@ -38,7 +47,9 @@ from dataclasses import dataclass, field
 
 import torch
 
+from . import cpu_fused
 from .configs import DECODE_MAX_M, GEMM_MAX_M
+from .cpu_fused import FUSED_GEMV_MAX_M, FusedWeight, dequant_matmul as fused_dequant_matmul, fused_gemv, prepare_fused
 from .cpu import (
     CpuInt4Weight,
     CpuInt8Weight,
@@ -59,7 +70,7 @@ from .reference import dequantize, pack_rows, unpack_rows
 from .torch_dequant import dequantize_torch
 
 TRITON_PATHS = ("triton_decode", "triton_gemm", "triton_dequant")
-CPU_PATHS = ("cpu_int4", "cpu_int8")
+CPU_PATHS = ("cpu_gemv", "cpu_dequant_mm", "cpu_int4", "cpu_int8")
 PATHS = TRITON_PATHS + CPU_PATHS + ("torch_dequant", "reference")
 # Where torch's CPU ops stop beating torch_dequant + matmul (their cost grows with M,
 # dequantizing does not); measured on 2 cores, benchmarks/results/kernels.md.
@@ -92,10 +103,19 @@ class PreparedWeight:
     # qweight with rows in perm order (qweight itself when perm is None), what the Triton
     # kernels and torch_dequant read; None when g_idx cannot be sorted into groups.
     sorted_qweight: torch.Tensor | None
-    cpu: CpuInt4Weight | CpuInt8Weight | None
+    fused: FusedWeight | None  # what the C++ kernels read besides sorted_qweight (CPU)
+    gemv_max_m: int  # cpu_gemv up to this many rows (measured once per shape on this machine)
     unsupported: tuple[tuple[str, str], ...]  # (path, reason) for paths this weight cannot use
     available: tuple[str, ...] = ()  # paths that can run it, in order of preference (prepare)
     calls: Counter = field(default_factory=Counter)  # (M, path) -> calls, for the benchmark
+    # torch's int4 / int8 op tables, converted on the first call that takes cpu_int4 / cpu_int8.
+    _op_tables: dict = field(default_factory=dict)
+
+    def cpu_op_weight(self) -> CpuInt4Weight | CpuInt8Weight:
+        if "weight" not in self._op_tables:
+            make = prepare_int4 if self.fmt.bits == 4 else prepare_int8
+            self._op_tables["weight"] = make(self.fmt, self.qweight, self.qzeros, self.scales, self.group, self.perm)
+        return self._op_tables["weight"]
 
     @property
     def layout(self) -> str:
@@ -146,33 +166,31 @@ def prepare(
         sorted_qweight = qweight if perm is None else _permute_rows(fmt, qweight, perm)
         if k // group > 1 and group % 16:
             unsupported += [(p, f"group size {group} is not a multiple of 16") for p in TRITON_PATHS]
-    cpu: CpuInt4Weight | CpuInt8Weight | None = None
-    if permutable and device.type == "cpu":
+    fused, gemv_max_m = None, 0
+    if device.type == "cpu":
         why4 = int4_unsupported(fmt, k, n, group)
         why8 = int8_unsupported(fmt, k, n, group)
-        if why4 is None:
-            cpu = prepare_int4(fmt, qweight, qzeros, scales, group_size, perm)
-        if why8 is None:
-            cpu = prepare_int8(fmt, qweight, qzeros, scales, group_size, perm)
         unsupported += [(p, why) for p, why in (("cpu_int4", why4), ("cpu_int8", why8)) if why]
+        if permutable and cpu_fused.extension() is not None:
+            fused = prepare_fused(fmt, sorted_qweight, qzeros, scales, group)
+            gemv_max_m = cpu_fused.gemv_switch(fused)
+        else:
+            why = cpu_fused.failure or "g_idx is not a permutation of contiguous groups"
+            unsupported += [(p, f"C++ CPU kernels unavailable: {why}") for p in ("cpu_gemv", "cpu_dequant_mm")]
     if perm is not None:
         perm = perm.to(device)
     unsupported = tuple(unsupported)
-    return PreparedWeight(fmt, k, n, group, device, qweight, qzeros, scales, g_idx, perm, sorted_qweight, cpu,
-                          unsupported, _available_paths(device, cpu, unsupported))
+    return PreparedWeight(fmt, k, n, group, device, qweight, qzeros, scales, g_idx, perm, sorted_qweight, fused,
+                          gemv_max_m, unsupported, _available_paths(device, unsupported))
 
 
-def _available_paths(device: torch.device, cpu: CpuInt4Weight | CpuInt8Weight | None,
-                     unsupported: tuple[tuple[str, str], ...]) -> tuple[str, ...]:
+def _available_paths(device: torch.device, unsupported: tuple[tuple[str, str], ...]) -> tuple[str, ...]:
     blocked = {p for p, _ in unsupported}
     paths: list[str] = []
     if device.type == "cuda" or (device.type == "cpu" and interpreting()):
         paths += [p for p in TRITON_PATHS if p not in blocked]
     if device.type == "cpu":
-        if isinstance(cpu, CpuInt4Weight):
-            paths.append("cpu_int4")
-        if isinstance(cpu, CpuInt8Weight):
-            paths.append("cpu_int8")
+        paths += [p for p in CPU_PATHS if p not in blocked]
     if "torch_dequant" not in blocked:
         paths.append("torch_dequant")
     paths.append("reference")
@@ -184,7 +202,7 @@ def available_paths(prepared: PreparedWeight) -> tuple[str, ...]:
     return prepared.available
 
 
-def resolve_path(prepared: PreparedWeight, m: int, path: str = "auto") -> str:
+def resolve_path(prepared: PreparedWeight, m: int, path: str = "auto", calibrating: bool = False) -> str:
     """The path quantized_linear takes for an [M, K] input; ValueError if it cannot run."""
     available = prepared.available
     if path != "auto":
@@ -196,14 +214,21 @@ def resolve_path(prepared: PreparedWeight, m: int, path: str = "auto") -> str:
             raise ValueError(f"path {path!r} cannot run this {prepared.fmt.describe()} weight: {why}")
         if path == "triton_decode" and m > DECODE_MAX_M:
             raise ValueError(f"triton_decode takes at most {DECODE_MAX_M} rows, got {m}")
+        if path == "cpu_gemv" and m > FUSED_GEMV_MAX_M:
+            raise ValueError(f"cpu_gemv takes at most {FUSED_GEMV_MAX_M} rows, got {m}")
         return path
     if prepared.device.type == "cuda" and "triton_decode" in available:
         return "triton_decode" if m <= DECODE_MAX_M else "triton_gemm" if m <= GEMM_MAX_M else "triton_dequant"
+    if prepared.fused is not None:
+        if m <= prepared.gemv_max_m:
+            return "cpu_gemv"
+        return "torch_dequant" if calibrating else "cpu_dequant_mm"
     if "cpu_int4" in available and m <= CPU_INT4_MAX_M:
         return "cpu_int4"
     if "cpu_int8" in available:
         large = prepared.in_features * prepared.out_features >= CPU_INT8_LARGE_WEIGHT
-        limit = CPU_INT8_MAX_M if prepared.cpu.groups == 1 or large else CPU_INT8_GROUPED_MAX_M
+        groups = prepared.in_features // prepared.group
+        limit = CPU_INT8_MAX_M if groups == 1 or large else CPU_INT8_GROUPED_MAX_M
         if m <= limit:
             return "cpu_int8"
     return "torch_dequant" if "torch_dequant" in available else "reference"
@@ -237,7 +262,7 @@ def quantized_linear(
     lead = x.shape[:-1]
     x2 = x.reshape(-1, p.in_features)
     m = x2.shape[0]
-    chosen = resolve_path(p, m, path)
+    chosen = resolve_path(p, m, path, calibrating=dense_cache is not None)
     p.calls[(m, chosen)] += 1
     if m == 0:
         y = x2.new_empty((0, p.out_features))
@@ -245,10 +270,14 @@ def quantized_linear(
         y = _reference(x2, p)
     else:
         xk = x2 if p.perm is None else x2[:, p.perm]
-        if chosen == "cpu_int4":
-            y = int4_matmul(xk, p.cpu)
+        if chosen == "cpu_gemv":
+            y = fused_gemv(xk, p.fused)
+        elif chosen == "cpu_dequant_mm":
+            y = fused_dequant_matmul(xk, p.fused)
+        elif chosen == "cpu_int4":
+            y = int4_matmul(xk, p.cpu_op_weight())
         elif chosen == "cpu_int8":
-            y = int8_matmul(xk, p.cpu)
+            y = int8_matmul(xk, p.cpu_op_weight())
         elif chosen == "torch_dequant":
             dense = None if dense_cache is None else dense_cache.get(x.dtype)
             if dense is None:

@@ -19,6 +19,14 @@ from qwen2vl_quant.testing.sample_data import make_test_images, sample_conversat
 from qwen2vl_quant.testing.tiny_model import build_tiny_qwen2vl  # noqa: E402
 
 
+@pytest.fixture
+def torch_cpu_ops(monkeypatch):
+    """The CPU paths of a machine where the C++ kernels cannot be built: torch's own ops."""
+    from qwen2vl_quant.kernels import cpu_fused
+
+    monkeypatch.setenv(cpu_fused.DISABLE_ENV, "1")
+
+
 @pytest.fixture(scope="session")
 def tiny_model_dir(tmp_path_factory):
     """Preset "tiny", one model.safetensors, BF16, with outlier channels."""

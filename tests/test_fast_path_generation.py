@@ -1,6 +1,6 @@
 """End to end on CPU: a quantized model generates the same greedy tokens with the fast
-kernel paths (torch's int4/int8 ops; dequantize + matmul for long prompts) as with the
-reference path (dequantize to the compute dtype, then matmul) -- issue 7.
+kernel paths (the C++ kernels: fused GEMV for decode, blocked dequantize + matmul for
+prompts; and, where no compiler is present, torch's int4/int8 ops) as with the reference path (dequantize to the compute dtype, then matmul) -- issue 7.
 
 Uses the committed small VLM trained on benchmarks/shapes_task.py: its answers are
 confident, so equal tokens test the kernels, not a coin flip between near-tied logits.
@@ -16,6 +16,7 @@ import torch
 from PIL import Image
 
 from qwen2vl_quant import CalibrationConfig, GPTQConfig, load_quantized, quantize_checkpoint
+from qwen2vl_quant.kernels import cpu_fused
 from qwen2vl_quant.modules.quant_linear import QuantLinear
 from qwen2vl_quant.pipeline.source import load_processor
 
@@ -62,9 +63,17 @@ def record_paths(model) -> tuple[dict[str, int], list]:
 
 # torch's int8 op takes one scale per output channel: grouped Int8 runs it once per group
 # (kernels/cpu.py).
-@pytest.mark.parametrize("bits, group_size, decode_path",
-                         [(4, 128, "cpu_int4"), (8, -1, "cpu_int8"), (8, 128, "cpu_int8")])
-def test_fast_path_generates_the_reference_tokens(tmp_path, prompts, bits, group_size, decode_path):
+@pytest.mark.parametrize("bits, group_size, decode_path, prefill_path, cpp", [
+    (4, 128, "cpu_gemv", "cpu_dequant_mm", True),
+    (8, -1, "cpu_gemv", "cpu_dequant_mm", True),
+    (8, 128, "cpu_gemv", "cpu_dequant_mm", True),
+    (4, 128, "cpu_int4", None, False),  # prompts take cpu_int4 or torch_dequant by length
+    (8, 128, "cpu_int8", None, False),
+])
+def test_fast_path_generates_the_reference_tokens(tmp_path, prompts, bits, group_size, decode_path, prefill_path,
+                                                  cpp, monkeypatch):
+    if not cpp:
+        monkeypatch.setenv(cpu_fused.DISABLE_ENV, "1")
     out = tmp_path / f"gptq-{bits}-{group_size}"
     quantize_checkpoint(MODEL, out, GPTQConfig(bits=bits, group_size=group_size), calib_data=MODEL / "calib.jsonl",
                         calibration=CalibrationConfig(num_samples=8), show_progress=False)
@@ -78,6 +87,8 @@ def test_fast_path_generates_the_reference_tokens(tmp_path, prompts, bits, group
     decode_steps = sum(len(tokens) - 1 for tokens in fast)
     assert decode_steps >= len(prompts)
     assert seen.get(decode_path, 0) >= decode_steps * 7 * 4
+    if prefill_path:  # every prompt is longer than the switch point
+        assert seen.get(prefill_path, 0) >= len(prompts) * 7 * 4
     assert "reference" not in seen
 
     for module in model.modules():

@@ -69,7 +69,12 @@ def child_gptqmodel(args: argparse.Namespace) -> int:
     model.save(str(args.out))
     stages["save_s"] = time.perf_counter() - t
     stages = {k: round(v, 1) for k, v in stages.items()}
+    import torch
+
+    # Where GPTQModel ran on a GPU (benchmarks/gpu_check.py), its peak allocation there.
+    peak_cuda = torch.cuda.max_memory_allocated() if torch.cuda.is_available() else None
     Path(args.info).write_text(json.dumps({"defaults": defaults, "used": used, "stages": stages,
+                                           "peak_cuda_bytes": peak_cuda,
                                            "samples": len(conversations)}, indent=1))
     print(f"GPTQModel stages: {stages}", flush=True)
     return 0

@@ -1,0 +1,207 @@
+"""CPU kernels that read the checkpoint's packed tensors as they are: one copy of every weight.
+
+torch's int4 / int8 CPU ops (cpu.py) need the weight converted to their own layout, a second
+copy next to the checkpoint tensors, and lose to a BF16 linear from M = 16 rows on (their cost
+grows with M; benchmarks/results/kernels.md). Dequantizing with torch ops (torch_dequant.py)
+makes several passes over a dense weight per call. No torch path reaches the issue 17 targets
+on this CPU (measured in benchmarks/results/kernels.md and the closing note of issue 17), so
+this module builds a small C++ kernel (cpu_fused.cpp) at first use through torch's extension
+loader, for the CPU it runs on (-march=native), cached by torch under
+$TORCH_EXTENSIONS_DIR (default ~/.cache/torch_extensions):
+
+    fused_gemv     M <= FUSED_GEMV_MAX_M rows: decode each packed word once, use it for every
+                   row, in float32; scales and zeros applied once per group.
+    dequant_matmul more rows: dequantize a block of columns at a time to bf16 (one pass, in
+                   cache) and multiply it with torch's matmul, so the only dense memory is one
+                   block (BLOCK_BYTES), never the whole weight.
+
+Where the build fails (no compiler, headers missing, QWEN2VL_QUANT_NO_CPP=1), ``extension()``
+returns None once, with one log line, and dispatch.py keeps torch's paths.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+import platform
+import shutil
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from .layout import PackedFormat, check_packed
+from .reference import AWQ_PACK_ORDER, awq_unpack_cols, unpack_cols
+
+log = logging.getLogger(__name__)
+
+SOURCE = Path(__file__).with_name("cpu_fused.cpp")
+FUSED_GEMV_MAX_M = 8  # what the C++ gemv is instantiated for
+BLOCK_BYTES = 4 << 20  # dense bf16 block of the dequantize + matmul path (about an L2 + L3 share)
+DISABLE_ENV = "QWEN2VL_QUANT_NO_CPP"
+
+_extension = None
+_tried = False
+failure: str | None = None  # why the extension is not there, once tried
+
+
+def _cpu_signature() -> str:
+    """The CPU's model and flags: -march=native code is only valid on the CPU it was built for."""
+    text = platform.processor()
+    try:
+        with open("/proc/cpuinfo") as f:
+            text += "".join(line for line in f if line.startswith(("model name", "flags")))[:4096]
+    except OSError:
+        pass
+    return text
+
+
+def extension():
+    """The built module (functions gemv, dequant), or None if it cannot be built here or
+    QWEN2VL_QUANT_NO_CPP=1 switches it off (checked on every call: tests switch it)."""
+    global _extension, _tried, failure
+    if os.environ.get(DISABLE_ENV) == "1":
+        if failure != f"{DISABLE_ENV}=1":
+            log.info("C++ CPU kernels switched off (%s=1); using torch's CPU ops", DISABLE_ENV)
+        failure = f"{DISABLE_ENV}=1"
+        return None
+    if not _tried:
+        _tried = True
+        _extension, failure = _build()
+    elif _extension is not None:
+        failure = None
+    return _extension
+
+
+def _build():
+    digest = hashlib.sha256(SOURCE.read_bytes() + _cpu_signature().encode() + torch.__version__.encode())
+    name = f"qwen2vl_quant_cpu_{digest.hexdigest()[:12]}"
+    path = os.environ.get("PATH", "")
+    try:
+        from torch.utils.cpp_extension import load
+
+        # torch builds with ninja, found on PATH; the ninja wheel (a dependency) sits next to
+        # this interpreter, which is not on PATH when a venv's python is run directly.
+        if shutil.which("ninja") is None:
+            os.environ["PATH"] = os.pathsep.join([os.path.dirname(sys.executable), path])
+        log.info("loading the C++ CPU kernels (built on first use on this machine: about a minute)")
+        return load(name=name, sources=[str(SOURCE)], extra_cflags=["-O3", "-march=native", "-fopenmp"],
+                    extra_ldflags=["-fopenmp"], verbose=False), None
+    except Exception as exc:  # no compiler, no headers, a failed build: torch's paths remain
+        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+        why = f"{type(exc).__name__}: {first[:200]}"
+        log.warning("C++ CPU kernels unavailable (%s); using torch's CPU ops", why)
+        return None, why
+    finally:
+        os.environ["PATH"] = path
+
+
+def reset() -> None:
+    """Forget the build attempt, so that the next use tries again."""
+    global _extension, _tried, failure
+    _extension, _tried, failure = None, False, None
+
+
+@dataclass(frozen=True, eq=False)
+class FusedWeight:
+    """What the C++ kernels read besides the checkpoint's qweight (which is not copied)."""
+
+    qweight: torch.Tensor  # the checkpoint tensor itself (rows in act-order perm order if permuted)
+    scales: torch.Tensor  # float32 [G, N]
+    zeros: torch.Tensor  # float32 [G, N], true zeros
+    zero_scales: torch.Tensor  # float32 [G, N] = zeros * scales
+    order: torch.Tensor  # int32 [pack]: AWQ column of each value of a word (natural for GPTQ)
+    bits: int
+    along_k: bool
+    group: int
+
+    @property
+    def out_features(self) -> int:
+        return self.scales.shape[1]
+
+    @property
+    def in_features(self) -> int:
+        return self.qweight.shape[0] * (32 // self.bits) if self.along_k else self.qweight.shape[0]
+
+
+def prepare_fused(fmt: PackedFormat, qweight: torch.Tensor, qzeros: torch.Tensor, scales: torch.Tensor,
+                  group_size: int) -> FusedWeight:
+    """Small float tables next to the packed weight (about 12 bytes per group and column)."""
+    k, n, group = check_packed(fmt, qweight, qzeros, scales, group_size)
+    zeros = unpack_cols(qzeros, fmt.bits) if fmt.pack_along_k else awq_unpack_cols(qzeros, fmt.bits)
+    zeros = (zeros + fmt.zero_offset).to(torch.float32)
+    s = scales.to(torch.float32).contiguous()
+    order = AWQ_PACK_ORDER if fmt.awq_order else tuple(range(fmt.pack))
+    return FusedWeight(qweight.contiguous(), s, zeros.contiguous(), (zeros * s).contiguous(),
+                       torch.tensor(order, dtype=torch.int32), fmt.bits, fmt.pack_along_k, group)
+
+
+def fused_gemv(x: torch.Tensor, w: FusedWeight) -> torch.Tensor:
+    """x [M, K], M <= FUSED_GEMV_MAX_M -> [M, N] in x's dtype."""
+    y = extension().gemv(x.float().contiguous(), w.qweight, w.scales, w.zero_scales, w.order, w.bits, w.along_k,
+                         w.group)
+    return y.to(x.dtype)
+
+
+def block_columns(k: int, n: int, pack: int) -> int:
+    """Columns per dequantized block: BLOCK_BYTES of bf16, a multiple of 64 (and of pack)."""
+    cols = max(64, (BLOCK_BYTES // (2 * k)) // 64 * 64)
+    return n if cols >= n else cols - cols % pack
+
+
+def dequant_matmul(x: torch.Tensor, w: FusedWeight) -> torch.Tensor:
+    """x [M, K] -> [M, N] in x's dtype: bf16 blocks of W times x with torch's matmul."""
+    ext = extension()
+    k, n = w.in_features, w.out_features
+    xb = x.to(torch.bfloat16).contiguous()
+    cols = block_columns(k, n, 32 // w.bits)
+    block = torch.empty((k, min(cols, n)), dtype=torch.bfloat16)
+    if cols >= n:
+        ext.dequant(w.qweight, w.scales, w.zeros, w.order, w.bits, w.along_k, w.group, 0, n, block)
+        return (xb @ block).to(x.dtype)
+    y = torch.empty((x.shape[0], n), dtype=torch.bfloat16)
+    for n0 in range(0, n, cols):
+        n1 = min(n, n0 + cols)
+        ext.dequant(w.qweight, w.scales, w.zeros, w.order, w.bits, w.along_k, w.group, n0, n1, block)
+        torch.mm(xb, block[:, : n1 - n0], out=y[:, n0:n1])
+    return y.to(x.dtype)
+
+
+_switch: dict[tuple, int] = {}
+
+
+def gemv_switch(w: FusedWeight) -> int:
+    """The most rows for which fused_gemv beats dequant_matmul on this machine and shape
+    (0: never), measured once per shape and thread count and cached for the process."""
+    key = (w.in_features, w.out_features, w.bits, w.along_k, w.group, torch.get_num_threads())
+    if key not in _switch:
+        _switch[key] = _measure_switch(w)
+        log.debug("cpu_gemv up to %d rows for %s", _switch[key], key)
+    return _switch[key]
+
+
+def _best_of(fn, repeats: int = 3) -> float:
+    fn()  # warm-up: first-touch of the output, caches
+    best = float("inf")
+    for _ in range(repeats):
+        start = time.perf_counter()
+        fn()
+        best = min(best, time.perf_counter() - start)
+    return best
+
+
+def _measure_switch(w: FusedWeight) -> int:
+    # gemv's cost grows with the rows (every row multiplies every weight in float32);
+    # dequant_matmul's barely does below a few dozen rows. So the switch is the last M at
+    # which gemv is still ahead. A few milliseconds per shape.
+    switch = 0
+    with torch.no_grad():
+        for m in (1, 2, 4, FUSED_GEMV_MAX_M):
+            x = torch.randn(m, w.in_features, dtype=torch.bfloat16)
+            if _best_of(lambda: fused_gemv(x, w)) > _best_of(lambda: dequant_matmul(x, w)):
+                break
+            switch = m
+    return switch

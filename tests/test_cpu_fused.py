@@ -1,0 +1,133 @@
+"""The C++ CPU kernels (kernels/cpu_fused.py): built here, against reference.py, one copy of
+the weight, the measured switch, and the clean fallback where no compiler is present."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import textwrap
+
+import pytest
+import torch
+
+from qwen2vl_quant.kernels import cpu_fused
+from qwen2vl_quant.kernels.dispatch import available_paths, prepare, quantized_linear, resolve_path
+from qwen2vl_quant.kernels.layout import PackedFormat
+from qwen2vl_quant.kernels.reference import dequantize
+from qwen2vl_quant.testing.packed import random_packed
+
+from test_kernels import assert_close, reference
+
+CASES = [
+    # layout, bits, K, N, group, act_order
+    ("gptq", 4, 256, 64, 64, False),
+    ("gptq", 4, 256, 96, 64, True),  # act-order: x's columns permuted, qweight rows once
+    ("gptq", 4, 384, 48, -1, False),
+    ("gptq_v2", 4, 256, 80, 128, False),  # N not a multiple of 16 or of the 64-column tile
+    ("awq", 4, 256, 64, 32, False),
+    ("awq", 4, 224, 96, -1, False),
+    ("gptq", 8, 192, 32, -1, False),
+    ("gptq", 8, 256, 48, 128, True),
+    ("awq", 8, 256, 48, 128, False),
+    ("awq", 4, 128, 1032, 64, False),  # more than one 64-word AWQ tile, a ragged last one
+]
+
+
+@pytest.fixture(autouse=True)
+def built():
+    if cpu_fused.extension() is None:
+        pytest.fail(f"the C++ CPU kernels did not build on this machine: {cpu_fused.failure}")
+
+
+def _prepared(layout, bits, k, n, group, act_order):
+    w = random_packed(layout, bits, k, n, group, act_order=act_order)
+    return w, prepare(layout, bits, group, w.qweight, w.qzeros, w.scales, w.g_idx, "cpu")
+
+
+@pytest.mark.parametrize("layout,bits,k,n,group,act_order", CASES)
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
+def test_fused_paths_match_the_reference(layout, bits, k, n, group, act_order, dtype):
+    w, p = _prepared(layout, bits, k, n, group, act_order)
+    assert {"cpu_gemv", "cpu_dequant_mm"} <= set(available_paths(p))
+    for m in (1, 2, 5, cpu_fused.FUSED_GEMV_MAX_M):
+        x = torch.randn(m, k).to(dtype)
+        for path in ("cpu_gemv", "cpu_dequant_mm"):
+            # gemv sums in float32; dequant_mm runs in bf16 like torch's ops (cpu_fused.py).
+            assert_close(quantized_linear(x, p, path=path), reference(layout, bits, w, x), dtype, tol=1.5e-2)
+    x = torch.randn(37, k).to(dtype)
+    assert resolve_path(p, 37) == "cpu_dequant_mm"
+    assert_close(quantized_linear(x, p), reference(layout, bits, w, x), dtype, tol=1.5e-2)
+
+
+@pytest.mark.parametrize("layout,bits", [("gptq", 4), ("gptq", 8), ("awq", 4), ("awq", 8)])
+def test_dequantized_blocks_are_the_reference_weight_in_bf16(layout, bits, monkeypatch):
+    k, n = 256, 320
+    w = random_packed(layout, bits, k, n, 64)
+    fused = cpu_fused.prepare_fused(PackedFormat(layout, bits), w.qweight, w.qzeros, w.scales, 64)
+    dense = dequantize(layout, w.qweight, w.qzeros, w.scales, 64, bits, w.g_idx, dtype=torch.float32)
+    block = torch.empty(k, n, dtype=torch.bfloat16)
+    for n0, n1 in ((0, n), (64, 128), (256, 320)):  # whole, middle, last columns
+        cpu_fused.extension().dequant(fused.qweight, fused.scales, fused.zeros, fused.order, bits, fused.along_k,
+                                      64, n0, n1, block)
+        assert torch.equal(block[:, : n1 - n0], dense[:, n0:n1].to(torch.bfloat16))
+    # Several blocks (and a ragged last one) give what one block gives.
+    x = torch.randn(40, k).bfloat16()
+    whole = cpu_fused.dequant_matmul(x, fused)
+    monkeypatch.setattr(cpu_fused, "BLOCK_BYTES", 2 * k * 128)
+    assert cpu_fused.block_columns(k, n, 32 // bits) == 128
+    assert_close(cpu_fused.dequant_matmul(x, fused), whole.float(), torch.bfloat16, tol=1e-2)
+
+
+def test_one_copy_of_the_weight_and_the_measured_switch():
+    w, p = _prepared("gptq", 4, 512, 256, 128, False)
+    assert p.fused.qweight.data_ptr() == p.qweight.data_ptr()  # the checkpoint tensor, not a copy
+    assert 0 <= p.gemv_max_m <= cpu_fused.FUSED_GEMV_MAX_M
+    key = (512, 256, 4, True, 128, torch.get_num_threads())
+    assert cpu_fused._switch[key] == p.gemv_max_m  # measured once, cached for the process
+    for m in (1, 3, 8, 9, 300):
+        quantized_linear(torch.randn(m, 512).bfloat16(), p)
+        want = "cpu_gemv" if m <= p.gemv_max_m else "cpu_dequant_mm"
+        assert resolve_path(p, m) == want
+    assert not p._op_tables  # torch's int4 tables (a second copy) were never built
+    # Calibration keeps its dequantize-once cache for the layer's many samples.
+    assert resolve_path(p, 300, calibrating=True) == "torch_dequant"
+    with pytest.raises(ValueError, match="at most"):
+        quantized_linear(torch.randn(9, 512).bfloat16(), p, path="cpu_gemv")
+
+
+def test_torch_ops_remain_by_name_and_switched_off(monkeypatch):
+    w, p = _prepared("gptq", 4, 256, 64, 64, False)
+    x = torch.randn(3, 256).bfloat16()
+    assert_close(quantized_linear(x, p, path="cpu_int4"), reference("gptq", 4, w, x), torch.bfloat16)
+    assert p._op_tables  # built on that first cpu_int4 call
+    monkeypatch.setenv(cpu_fused.DISABLE_ENV, "1")
+    _, off = _prepared("gptq", 4, 256, 64, 64, False)
+    assert resolve_path(off, 1) == "cpu_int4" and "cpu_gemv" not in available_paths(off)
+
+
+def test_without_a_compiler_the_torch_paths_run_and_one_line_says_why(tmp_path):
+    """A machine without a C++ compiler: the build fails once, a warning says so, the CPU
+    paths are torch's, and the results are still right."""
+    script = textwrap.dedent("""
+        import logging, torch
+        logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s %(message)s")
+        from qwen2vl_quant.kernels.dispatch import prepare, quantized_linear, resolve_path
+        from qwen2vl_quant.kernels.reference import dequantize
+        from qwen2vl_quant.testing.packed import random_packed
+        w = random_packed("gptq", 4, 256, 64, 64)
+        p = prepare("gptq", 4, 64, w.qweight, w.qzeros, w.scales, w.g_idx, "cpu")
+        x = torch.randn(3, 256).bfloat16()
+        ref = x.float() @ dequantize("gptq", w.qweight, w.qzeros, w.scales, 64, 4, w.g_idx, dtype=torch.float32)
+        err = (quantized_linear(x, p).float() - ref).abs().max() / ref.abs().max()
+        print("PATHS", resolve_path(p, 1), resolve_path(p, 300), float(err))
+    """)
+    env = dict(os.environ, CXX=str(tmp_path / "no-such-compiler"), TORCH_EXTENSIONS_DIR=str(tmp_path / "ext"))
+    env.pop(cpu_fused.DISABLE_ENV, None)
+    run = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=300)
+    assert run.returncode == 0, run.stderr[-3000:]
+    warnings = [line for line in run.stderr.splitlines() if "C++ CPU kernels unavailable" in line]
+    assert len(warnings) == 1, run.stderr[-3000:]
+    paths = next(line for line in run.stdout.splitlines() if line.startswith("PATHS")).split()
+    assert paths[1:3] == ["cpu_int4", "torch_dequant"]
+    assert float(paths[3]) < 1.5e-2
