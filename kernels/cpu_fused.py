@@ -87,7 +87,12 @@ def _build():
         # this interpreter, which is not on PATH when a venv's python is run directly.
         if shutil.which("ninja") is None:
             os.environ["PATH"] = os.pathsep.join([os.path.dirname(sys.executable), path])
-        log.info("loading the C++ CPU kernels (built on first use on this machine: about a minute)")
+        from torch.utils.cpp_extension import _get_build_directory
+
+        built = os.path.exists(os.path.join(_get_build_directory(name, verbose=False), f"{name}.so"))
+        log.log(logging.DEBUG if built else logging.INFO,
+                "%s the C++ CPU kernels%s", "loading" if built else "building",
+                "" if built else " (once per machine and torch version: about a minute)")
         return load(name=name, sources=[str(SOURCE)], extra_cflags=["-O3", "-march=native", "-fopenmp"],
                     extra_ldflags=["-fopenmp"], verbose=False), None
     except Exception as exc:  # no compiler, no headers, a failed build: torch's paths remain
