@@ -330,6 +330,171 @@ torch::Tensor gemv(torch::Tensor x, torch::Tensor qweight, torch::Tensor scales,
   return y;
 }
 
+// One row of 4-bit GPTQ (decode) with BF16 dot products: a code c becomes the bf16 number
+// 128 + c by setting its bits under 0x4300 (exact for c < 128), so one vdpbf16ps multiplies
+// two rows of 16 columns at once against a pair of x values, and the 128 * sum(x) this adds
+// is taken out with the zeros: y = sum_g s * acc - (z + 128) * s * sum(x_g). The sums stay in
+// float32 (|acc| about 128 times the true sum: some 1e-6 relative error, far below bf16's).
+torch::Tensor gemv_gptq4_row(torch::Tensor x, torch::Tensor qweight, torch::Tensor scales, torch::Tensor zeros128_scales,
+                             int64_t group) {
+  TORCH_CHECK(x.dtype() == torch::kBFloat16 && x.is_contiguous() && x.dim() == 2 && x.size(0) == 1, "x: bf16 [1, K]");
+  TORCH_CHECK(qweight.dtype() == torch::kInt32 && qweight.is_contiguous(), "qweight: contiguous int32");
+  const int64_t K = x.size(1), N = scales.size(1), groups = K / group;
+  TORCH_CHECK(K % group == 0 && group % 8 == 0 && qweight.size(0) == K / 8 && qweight.size(1) == N, "shapes");
+  auto xs = x.to(torch::kFloat32).view({groups, group}).sum(-1).contiguous();
+  auto y = torch::empty({1, N}, x.options().dtype(torch::kFloat32));
+  const uint16_t* xb = reinterpret_cast<const uint16_t*>(x.data_ptr<at::BFloat16>());
+  const float *sp = scales.data_ptr<float>(), *zp = zeros128_scales.data_ptr<float>(), *xsp = xs.data_ptr<float>();
+  const int32_t* qp = qweight.data_ptr<int32_t>();
+  float* yp = y.data_ptr<float>();
+  constexpr int64_t kWidth = 64;  // columns per step: 4 vectors
+  at::parallel_for(0, (N + kWidth - 1) / kWidth, 1, [&](int64_t b0, int64_t b1) {
+    const int64_t n0 = b0 * kWidth, n1 = std::min(N, b1 * kWidth), width = n1 - n0;
+    std::vector<float> acc(width);
+    std::fill(yp + n0, yp + n1, 0.0f);
+#if Q2VL_AVX512
+    // Byte 4i of dword i takes the low nibble of byte 4i + p, byte 4i + 2 the high one.
+    alignas(64) uint8_t index[4][64];
+    for (int p = 0; p < 4; ++p)
+      for (int i = 0; i < 16; ++i) {
+        index[p][4 * i] = static_cast<uint8_t>(4 * i + p);
+        index[p][4 * i + 2] = static_cast<uint8_t>(64 + 4 * i + p);
+        index[p][4 * i + 1] = index[p][4 * i + 3] = 0;
+      }
+    __m512i idx[4];
+    for (int p = 0; p < 4; ++p) idx[p] = _mm512_load_si512(index[p]);
+    const __m512i low = _mm512_set1_epi8(0x0F), bias = _mm512_set1_epi32(0x43004300);
+    const __mmask64 even = 0x5555555555555555ULL;
+#endif
+    for (int64_t g = 0; g < groups; ++g) {
+      std::fill(acc.begin(), acc.end(), 0.0f);
+      for (int64_t kp = g * group / 8; kp < (g + 1) * group / 8; ++kp) {
+        const int32_t* row = qp + kp * N;
+        const uint16_t* xk = xb + kp * 8;
+        int64_t n = n0;
+#if Q2VL_AVX512
+        __m512i xpair[4];
+        for (int p = 0; p < 4; ++p)
+          xpair[p] = _mm512_set1_epi32(static_cast<int32_t>(xk[2 * p] | (static_cast<uint32_t>(xk[2 * p + 1]) << 16)));
+        for (; n + 64 <= n1; n += 64) {
+          float* a = acc.data() + n - n0;
+          __m512 r[4];
+          for (int w = 0; w < 4; ++w) r[w] = _mm512_loadu_ps(a + 16 * w);
+          for (int w = 0; w < 4; ++w) {
+            const __m512i v = _mm512_loadu_si512(row + n + 16 * w);
+            const __m512i lo = _mm512_and_si512(v, low);
+            const __m512i hi = _mm512_and_si512(_mm512_srli_epi16(v, 4), low);
+            for (int p = 0; p < 4; ++p) {
+              const __m512i pair = _mm512_or_si512(_mm512_maskz_permutex2var_epi8(even, lo, idx[p], hi), bias);
+              r[w] = _mm512_dpbf16_ps(r[w], reinterpret_cast<__m512bh>(pair), reinterpret_cast<__m512bh>(xpair[p]));
+            }
+          }
+          for (int w = 0; w < 4; ++w) _mm512_storeu_ps(a + 16 * w, r[w]);
+        }
+#endif
+        for (; n < n1; ++n)  // ragged columns (and CPUs without AVX512-BF16)
+          for (int j = 0; j < 8; ++j) {
+            uint32_t bits = static_cast<uint32_t>(xk[j]) << 16;
+            float xv;
+            std::memcpy(&xv, &bits, 4);
+            acc[n - n0] += xv * static_cast<float>(128 + ((row[n] >> (4 * j)) & 15));
+          }
+      }
+      for (int64_t t = 0; t < width; ++t) yp[n0 + t] += sp[g * N + n0 + t] * acc[t] - zp[g * N + n0 + t] * xsp[g];
+    }
+  });
+  return y;
+}
+
+// One row of 4-bit AWQ (decode), N % 128 == 0: the codes are used in the order they sit in
+// the words (value j of word c is column 8c + order[j]), with scales and (zeros + 128) x
+// scales pre-arranged in that order (position b*128 + j*16 + lane of a group's row holds
+// column 8 * (16 b + lane) + order[j]); the columns are put back in order once per block of
+// 16 words. BF16 dot products as in gemv_gptq4_row, the pair taken from rows k and k + 1.
+torch::Tensor gemv_awq4_row(torch::Tensor x, torch::Tensor qweight, torch::Tensor s_perm, torch::Tensor zs_perm,
+                            torch::Tensor order, int64_t group) {
+  TORCH_CHECK(x.dtype() == torch::kBFloat16 && x.is_contiguous() && x.dim() == 2 && x.size(0) == 1, "x: bf16 [1, K]");
+  TORCH_CHECK(qweight.dtype() == torch::kInt32 && qweight.is_contiguous(), "qweight: contiguous int32");
+  const int64_t K = x.size(1), N = s_perm.size(1), words = N / 8, groups = K / group;
+  TORCH_CHECK(N % 128 == 0 && K % group == 0 && group % 2 == 0 && s_perm.size(0) == groups && qweight.size(1) == words,
+              "shapes");
+  auto xs = x.to(torch::kFloat32).view({groups, group}).sum(-1).contiguous();
+  auto y = torch::empty({1, N}, x.options().dtype(torch::kFloat32));
+  const uint16_t* xb = reinterpret_cast<const uint16_t*>(x.data_ptr<at::BFloat16>());
+  const float *sp = s_perm.data_ptr<float>(), *zp = zs_perm.data_ptr<float>(), *xsp = xs.data_ptr<float>();
+  const int32_t* qp = qweight.data_ptr<int32_t>();
+  const int* ord = order.data_ptr<int>();
+  float* yp = y.data_ptr<float>();
+  at::parallel_for(0, words / 16, 1, [&](int64_t b0, int64_t b1) {
+#if Q2VL_AVX512
+    alignas(64) uint8_t index[4][64];
+    for (int p = 0; p < 4; ++p)
+      for (int i = 0; i < 16; ++i) {
+        index[p][4 * i] = static_cast<uint8_t>(4 * i + p);
+        index[p][4 * i + 2] = static_cast<uint8_t>(64 + 4 * i + p);
+        index[p][4 * i + 1] = index[p][4 * i + 3] = 0;
+      }
+    __m512i idx[4];
+    for (int p = 0; p < 4; ++p) idx[p] = _mm512_load_si512(index[p]);
+    const __m512i low = _mm512_set1_epi8(0x0F), bias = _mm512_set1_epi32(0x43004300);
+    const __mmask64 even = 0x5555555555555555ULL;
+#endif
+    for (int64_t b = b0; b < b1; ++b) {
+      alignas(64) float out[8][16];
+#if Q2VL_AVX512
+      __m512 total[8];
+      for (int j = 0; j < 8; ++j) total[j] = _mm512_setzero_ps();
+      for (int64_t g = 0; g < groups; ++g) {
+        __m512 acc[8];
+        for (int j = 0; j < 8; ++j) acc[j] = _mm512_setzero_ps();
+        for (int64_t k = g * group; k < (g + 1) * group; k += 2) {
+          const __m512i v0 = _mm512_loadu_si512(qp + k * words + b * 16);
+          const __m512i v1 = _mm512_loadu_si512(qp + (k + 1) * words + b * 16);
+          const __m512i lo0 = _mm512_and_si512(v0, low), hi0 = _mm512_and_si512(_mm512_srli_epi16(v0, 4), low);
+          const __m512i lo1 = _mm512_and_si512(v1, low), hi1 = _mm512_and_si512(_mm512_srli_epi16(v1, 4), low);
+          const __m512bh xv = reinterpret_cast<__m512bh>(
+              _mm512_set1_epi32(static_cast<int32_t>(xb[k] | (static_cast<uint32_t>(xb[k + 1]) << 16))));
+          for (int j = 0; j < 8; ++j) {
+            const __m512i pair = _mm512_or_si512(
+                j % 2 ? _mm512_maskz_permutex2var_epi8(even, hi0, idx[j / 2], hi1)
+                      : _mm512_maskz_permutex2var_epi8(even, lo0, idx[j / 2], lo1),
+                bias);
+            acc[j] = _mm512_dpbf16_ps(acc[j], reinterpret_cast<__m512bh>(pair), xv);
+          }
+        }
+        const __m512 xsum = _mm512_set1_ps(xsp[g]);
+        for (int j = 0; j < 8; ++j) {
+          const float* at = sp + g * N + b * 128 + j * 16;
+          const float* zt = zp + g * N + b * 128 + j * 16;
+          total[j] = _mm512_fnmadd_ps(_mm512_loadu_ps(zt), xsum, _mm512_fmadd_ps(_mm512_loadu_ps(at), acc[j], total[j]));
+        }
+      }
+      for (int j = 0; j < 8; ++j) _mm512_store_ps(out[j], total[j]);
+#else
+      for (int j = 0; j < 8; ++j)
+        for (int lane = 0; lane < 16; ++lane) {
+          float sum = 0.0f;
+          for (int64_t g = 0; g < groups; ++g) {
+            float a = 0.0f;
+            for (int64_t k = g * group; k < (g + 1) * group; ++k) {
+              uint32_t bits = static_cast<uint32_t>(xb[k]) << 16;
+              float xv;
+              std::memcpy(&xv, &bits, 4);
+              a += xv * static_cast<float>(128 + ((qp[k * words + b * 16 + lane] >> (4 * j)) & 15));
+            }
+            const int64_t at = g * N + b * 128 + j * 16 + lane;
+            sum += sp[at] * a - zp[at] * xsp[g];
+          }
+          out[j][lane] = sum;
+        }
+#endif
+      for (int j = 0; j < 8; ++j)
+        for (int lane = 0; lane < 16; ++lane) yp[8 * (16 * b + lane) + ord[j]] = out[j][lane];
+    }
+  });
+  return y;
+}
+
 // Columns [n0, n1) of W as bf16 into out [K, >= n1 - n0] (row stride out.stride(0)).
 void dequant(torch::Tensor qweight, torch::Tensor scales, torch::Tensor zeros, torch::Tensor order, int64_t bits,
              bool along_k, int64_t group, int64_t n0, int64_t n1, torch::Tensor out) {
@@ -408,5 +573,7 @@ void dequant(torch::Tensor qweight, torch::Tensor scales, torch::Tensor zeros, t
 
 PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
   m.def("gemv", &gemv, "fused dequantize + GEMV for a few rows");
+  m.def("gemv_awq4_row", &gemv_awq4_row, "fused dequantize + GEMV, one row of 4-bit AWQ");
+  m.def("gemv_gptq4_row", &gemv_gptq4_row, "fused dequantize + GEMV, one row of 4-bit GPTQ, BF16 dot products");
   m.def("dequant", &dequant, "dequantize a block of columns to bf16");
 }

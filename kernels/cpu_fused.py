@@ -122,6 +122,10 @@ class FusedWeight:
     bits: int
     along_k: bool
     group: int
+    # Tables of the one-row kernels (cpu_fused.cpp), None where they do not apply: 4-bit AWQ
+    # with N % 128 == 0, scales and (zeros + 128) x scales in the words' value order
+    # (gemv_awq4_row); 4-bit GPTQ, scales and (zeros + 128) x scales (gemv_gptq4_row).
+    row_tables: tuple[torch.Tensor, torch.Tensor] | None = None
 
     @property
     def out_features(self) -> int:
@@ -140,12 +144,30 @@ def prepare_fused(fmt: PackedFormat, qweight: torch.Tensor, qzeros: torch.Tensor
     zeros = (zeros + fmt.zero_offset).to(torch.float32)
     s = scales.to(torch.float32).contiguous()
     order = AWQ_PACK_ORDER if fmt.awq_order else tuple(range(fmt.pack))
-    return FusedWeight(qweight.contiguous(), s, zeros.contiguous(), (zeros * s).contiguous(),
-                       torch.tensor(order, dtype=torch.int32), fmt.bits, fmt.pack_along_k, group)
+    zero_scales = (zeros * s).contiguous()
+    row_tables = None
+    if fmt.awq_order and n % 128 == 0:
+        # position b*128 + j*16 + lane holds column 8 * (16 b + lane) + order[j]
+        b, j, lane = torch.meshgrid(torch.arange(n // 128), torch.arange(8), torch.arange(16), indexing="ij")
+        columns = (8 * (16 * b + lane) + torch.tensor(order)[j]).reshape(-1)
+        row_tables = (s[:, columns].contiguous(), ((zeros + 128) * s)[:, columns].contiguous())
+    elif fmt.pack_along_k and fmt.bits == 4:
+        row_tables = (s, ((zeros + 128) * s).contiguous())
+    return FusedWeight(qweight.contiguous(), s, zeros.contiguous(), zero_scales,
+                       torch.tensor(order, dtype=torch.int32), fmt.bits, fmt.pack_along_k, group, row_tables)
 
 
 def fused_gemv(x: torch.Tensor, w: FusedWeight) -> torch.Tensor:
     """x [M, K], M <= FUSED_GEMV_MAX_M -> [M, N] in x's dtype."""
+    if x.shape[0] == 1 and w.row_tables is not None:
+        # BF16 dot products: x is rounded to bf16 (an fp16 model's activations lose 3 bits,
+        # as on torch's int4 op; a bf16 model's are bf16 already).
+        xb = x.to(torch.bfloat16).contiguous()
+        if w.along_k:
+            y = extension().gemv_gptq4_row(xb, w.qweight, *w.row_tables, w.group)
+        else:
+            y = extension().gemv_awq4_row(xb, w.qweight, *w.row_tables, w.order, w.group)
+        return y.to(x.dtype)
     y = extension().gemv(x.float().contiguous(), w.qweight, w.scales, w.zero_scales, w.order, w.bits, w.along_k,
                          w.group)
     return y.to(x.dtype)

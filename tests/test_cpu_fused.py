@@ -31,6 +31,7 @@ CASES = [
     ("gptq", 8, 256, 48, 128, True),
     ("awq", 8, 256, 48, 128, False),
     ("awq", 4, 128, 1032, 64, False),  # more than one 64-word AWQ tile, a ragged last one
+    ("awq", 4, 256, 384, 128, False),  # N % 128 == 0: one row takes gemv_awq4_row
 ]
 
 
