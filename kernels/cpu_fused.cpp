@@ -264,6 +264,19 @@ void gemv_awq_avx512(const float* x, const int32_t* qw, const float* s, const fl
   }
 }
 
+// For _mm512_maskz_permutex2var_epi8(even bytes, a, idx[p], b): byte 4i of dword i takes
+// byte 4i + p of a, byte 4i + 2 byte 4i + p of b (a, b: nibbles widened to bytes), so that
+// with 0x43004300 or-ed in, dword i is the bf16 pair (128 + a nibble, 128 + b nibble).
+inline void pair_indices(__m512i idx[4]) {
+  alignas(64) uint8_t index[4][64] = {};
+  for (int p = 0; p < 4; ++p)
+    for (int i = 0; i < 16; ++i) {
+      index[p][4 * i] = static_cast<uint8_t>(4 * i + p);
+      index[p][4 * i + 2] = static_cast<uint8_t>(64 + 4 * i + p);
+    }
+  for (int p = 0; p < 4; ++p) idx[p] = _mm512_load_si512(index[p]);
+}
+
 inline void store_bf16(uint16_t* out, __m512 values) {
   _mm256_storeu_si256(reinterpret_cast<__m256i*>(out), reinterpret_cast<__m256i>(_mm512_cvtneps_pbh(values)));
 }
@@ -353,18 +366,10 @@ torch::Tensor gemv_gptq4_row(torch::Tensor x, torch::Tensor qweight, torch::Tens
     std::vector<float> acc(width);
     std::fill(yp + n0, yp + n1, 0.0f);
 #if Q2VL_AVX512
-    // Byte 4i of dword i takes the low nibble of byte 4i + p, byte 4i + 2 the high one.
-    alignas(64) uint8_t index[4][64];
-    for (int p = 0; p < 4; ++p)
-      for (int i = 0; i < 16; ++i) {
-        index[p][4 * i] = static_cast<uint8_t>(4 * i + p);
-        index[p][4 * i + 2] = static_cast<uint8_t>(64 + 4 * i + p);
-        index[p][4 * i + 1] = index[p][4 * i + 3] = 0;
-      }
     __m512i idx[4];
-    for (int p = 0; p < 4; ++p) idx[p] = _mm512_load_si512(index[p]);
+    pair_indices(idx);
     const __m512i low = _mm512_set1_epi8(0x0F), bias = _mm512_set1_epi32(0x43004300);
-    const __mmask64 even = 0x5555555555555555ULL;
+    const __mmask64 even = 0x5555555555555555ULL;  // the bytes pair_indices fills
 #endif
     for (int64_t g = 0; g < groups; ++g) {
       std::fill(acc.begin(), acc.end(), 0.0f);
@@ -427,17 +432,10 @@ torch::Tensor gemv_awq4_row(torch::Tensor x, torch::Tensor qweight, torch::Tenso
   float* yp = y.data_ptr<float>();
   at::parallel_for(0, words / 16, 1, [&](int64_t b0, int64_t b1) {
 #if Q2VL_AVX512
-    alignas(64) uint8_t index[4][64];
-    for (int p = 0; p < 4; ++p)
-      for (int i = 0; i < 16; ++i) {
-        index[p][4 * i] = static_cast<uint8_t>(4 * i + p);
-        index[p][4 * i + 2] = static_cast<uint8_t>(64 + 4 * i + p);
-        index[p][4 * i + 1] = index[p][4 * i + 3] = 0;
-      }
     __m512i idx[4];
-    for (int p = 0; p < 4; ++p) idx[p] = _mm512_load_si512(index[p]);
+    pair_indices(idx);
     const __m512i low = _mm512_set1_epi8(0x0F), bias = _mm512_set1_epi32(0x43004300);
-    const __mmask64 even = 0x5555555555555555ULL;
+    const __mmask64 even = 0x5555555555555555ULL;  // the bytes pair_indices fills
 #endif
     for (int64_t b = b0; b < b1; ++b) {
       alignas(64) float out[8][16];
