@@ -70,6 +70,7 @@ from bench_kernels import SHAPES, machine, peak_gbs, quant_bytes, time_ms  # noq
 from versus.data import make_calibration  # noqa: E402
 from versus.measure import child_env  # noqa: E402
 
+from qwen2vl_quant.benchmark.speed import one_line  # noqa: E402
 from qwen2vl_quant.kernels.dispatch import TRITON_PATHS, available_paths, prepare, quantized_linear  # noqa: E402
 from qwen2vl_quant.kernels.configs import DECODE_MAX_M  # noqa: E402
 from qwen2vl_quant.kernels.layout import PackedFormat  # noqa: E402
@@ -111,11 +112,6 @@ class Budget:
 
 def log(message: str) -> None:
     print(f"[gpu_check {time.strftime('%H:%M:%S')}] {message}", flush=True)
-
-
-def one_line(exc: BaseException) -> str:
-    text = f"{type(exc).__name__}: {exc}".strip().splitlines()
-    return text[0][:300] if text else type(exc).__name__
 
 
 # ---------------------------------------------------------------------- part 1: correctness

@@ -264,18 +264,26 @@ void gemv_awq_avx512(const float* x, const int32_t* qw, const float* s, const fl
   }
 }
 
-// For _mm512_maskz_permutex2var_epi8(even bytes, a, idx[p], b): byte 4i of dword i takes
-// byte 4i + p of a, byte 4i + 2 byte 4i + p of b (a, b: nibbles widened to bytes), so that
-// with 0x43004300 or-ed in, dword i is the bf16 pair (128 + a nibble, 128 + b nibble).
-inline void pair_indices(__m512i idx[4]) {
-  alignas(64) uint8_t index[4][64] = {};
-  for (int p = 0; p < 4; ++p)
-    for (int i = 0; i < 16; ++i) {
-      index[p][4 * i] = static_cast<uint8_t>(4 * i + p);
-      index[p][4 * i + 2] = static_cast<uint8_t>(64 + 4 * i + p);
-    }
-  for (int p = 0; p < 4; ++p) idx[p] = _mm512_load_si512(index[p]);
-}
+// Codes as bf16 pairs for vdpbf16ps: pair(p, a, b) has in dword i the bf16 numbers
+// (128 + byte 4i + p of a, 128 + byte 4i + p of b), a and b being nibbles widened to bytes.
+struct PairCodes {
+  __m512i idx[4];
+  const __m512i low = _mm512_set1_epi8(0x0F), bias = _mm512_set1_epi32(0x43004300);
+  static constexpr __mmask64 even = 0x5555555555555555ULL;  // bytes 4i and 4i + 2
+
+  PairCodes() {
+    alignas(64) uint8_t index[4][64] = {};
+    for (int p = 0; p < 4; ++p)
+      for (int i = 0; i < 16; ++i) {
+        index[p][4 * i] = static_cast<uint8_t>(4 * i + p);
+        index[p][4 * i + 2] = static_cast<uint8_t>(64 + 4 * i + p);
+      }
+    for (int p = 0; p < 4; ++p) idx[p] = _mm512_load_si512(index[p]);
+  }
+  __m512i pair(int p, __m512i a, __m512i b) const {
+    return _mm512_or_si512(_mm512_maskz_permutex2var_epi8(even, a, idx[p], b), bias);
+  }
+};
 
 inline void store_bf16(uint16_t* out, __m512 values) {
   _mm256_storeu_si256(reinterpret_cast<__m256i*>(out), reinterpret_cast<__m256i>(_mm512_cvtneps_pbh(values)));
@@ -366,10 +374,7 @@ torch::Tensor gemv_gptq4_row(torch::Tensor x, torch::Tensor qweight, torch::Tens
     std::vector<float> acc(width);
     std::fill(yp + n0, yp + n1, 0.0f);
 #if Q2VL_AVX512
-    __m512i idx[4];
-    pair_indices(idx);
-    const __m512i low = _mm512_set1_epi8(0x0F), bias = _mm512_set1_epi32(0x43004300);
-    const __mmask64 even = 0x5555555555555555ULL;  // the bytes pair_indices fills
+    const PairCodes pc;
 #endif
     for (int64_t g = 0; g < groups; ++g) {
       std::fill(acc.begin(), acc.end(), 0.0f);
@@ -387,12 +392,11 @@ torch::Tensor gemv_gptq4_row(torch::Tensor x, torch::Tensor qweight, torch::Tens
           for (int w = 0; w < 4; ++w) r[w] = _mm512_loadu_ps(a + 16 * w);
           for (int w = 0; w < 4; ++w) {
             const __m512i v = _mm512_loadu_si512(row + n + 16 * w);
-            const __m512i lo = _mm512_and_si512(v, low);
-            const __m512i hi = _mm512_and_si512(_mm512_srli_epi16(v, 4), low);
-            for (int p = 0; p < 4; ++p) {
-              const __m512i pair = _mm512_or_si512(_mm512_maskz_permutex2var_epi8(even, lo, idx[p], hi), bias);
-              r[w] = _mm512_dpbf16_ps(r[w], reinterpret_cast<__m512bh>(pair), reinterpret_cast<__m512bh>(xpair[p]));
-            }
+            const __m512i lo = _mm512_and_si512(v, pc.low);
+            const __m512i hi = _mm512_and_si512(_mm512_srli_epi16(v, 4), pc.low);
+            for (int p = 0; p < 4; ++p)
+              r[w] = _mm512_dpbf16_ps(r[w], reinterpret_cast<__m512bh>(pc.pair(p, lo, hi)),
+                                      reinterpret_cast<__m512bh>(xpair[p]));
           }
           for (int w = 0; w < 4; ++w) _mm512_storeu_ps(a + 16 * w, r[w]);
         }
@@ -432,10 +436,7 @@ torch::Tensor gemv_awq4_row(torch::Tensor x, torch::Tensor qweight, torch::Tenso
   float* yp = y.data_ptr<float>();
   at::parallel_for(0, words / 16, 1, [&](int64_t b0, int64_t b1) {
 #if Q2VL_AVX512
-    __m512i idx[4];
-    pair_indices(idx);
-    const __m512i low = _mm512_set1_epi8(0x0F), bias = _mm512_set1_epi32(0x43004300);
-    const __mmask64 even = 0x5555555555555555ULL;  // the bytes pair_indices fills
+    const PairCodes pc;
 #endif
     for (int64_t b = b0; b < b1; ++b) {
       alignas(64) float out[8][16];
@@ -448,15 +449,12 @@ torch::Tensor gemv_awq4_row(torch::Tensor x, torch::Tensor qweight, torch::Tenso
         for (int64_t k = g * group; k < (g + 1) * group; k += 2) {
           const __m512i v0 = _mm512_loadu_si512(qp + k * words + b * 16);
           const __m512i v1 = _mm512_loadu_si512(qp + (k + 1) * words + b * 16);
-          const __m512i lo0 = _mm512_and_si512(v0, low), hi0 = _mm512_and_si512(_mm512_srli_epi16(v0, 4), low);
-          const __m512i lo1 = _mm512_and_si512(v1, low), hi1 = _mm512_and_si512(_mm512_srli_epi16(v1, 4), low);
+          const __m512i lo0 = _mm512_and_si512(v0, pc.low), hi0 = _mm512_and_si512(_mm512_srli_epi16(v0, 4), pc.low);
+          const __m512i lo1 = _mm512_and_si512(v1, pc.low), hi1 = _mm512_and_si512(_mm512_srli_epi16(v1, 4), pc.low);
           const __m512bh xv = reinterpret_cast<__m512bh>(
               _mm512_set1_epi32(static_cast<int32_t>(xb[k] | (static_cast<uint32_t>(xb[k + 1]) << 16))));
           for (int j = 0; j < 8; ++j) {
-            const __m512i pair = _mm512_or_si512(
-                j % 2 ? _mm512_maskz_permutex2var_epi8(even, hi0, idx[j / 2], hi1)
-                      : _mm512_maskz_permutex2var_epi8(even, lo0, idx[j / 2], lo1),
-                bias);
+            const __m512i pair = j % 2 ? pc.pair(j / 2, hi0, hi1) : pc.pair(j / 2, lo0, lo1);
             acc[j] = _mm512_dpbf16_ps(acc[j], reinterpret_cast<__m512bh>(pair), xv);
           }
         }
