@@ -19,7 +19,13 @@ cd "$(dirname "$0")/.."
 VLLM_VERSION=0.33.0
 VLLM_VENV=${VLLM_VENV:-.venv-vllm}
 MAIN_VENV=${MAIN_VENV:-.venv}
-CHECKPOINTS=${QWEN2VL_VLLM_CHECKPOINTS:-$(mktemp -d -t qwen2vl-vllm-XXXXXX)/checkpoints}
+if [ -n "${QWEN2VL_VLLM_CHECKPOINTS:-}" ]; then
+    CHECKPOINTS=$QWEN2VL_VLLM_CHECKPOINTS
+else  # ours to remove: half a GB per run
+    scratch=$(mktemp -d -t qwen2vl-vllm-XXXXXX)
+    trap 'rm -rf "$scratch"' EXIT
+    CHECKPOINTS=$scratch/checkpoints
+fi
 
 t0=$(date +%s)
 stamp() { echo "[vllm tier] $1: $(( $(date +%s) - t0 )) s since start"; }

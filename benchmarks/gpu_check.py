@@ -38,6 +38,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -423,6 +424,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--parts", nargs="+", default=["correctness", "kernels", "quantize", "decode"],
                         choices=["correctness", "kernels", "quantize", "decode"])
     args = parser.parse_args(argv)
+    args.argv = sys.argv[1:] if argv is None else argv
     device = torch.device(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
     if device.type != "cuda" and not args.dry_run:
         print("gpu_check: no CUDA GPU here; run with --dry-run for the CPU rehearsal", file=sys.stderr)
@@ -434,14 +436,22 @@ def main(argv: list[str] | None = None) -> int:
     samples = args.samples or (2 if dry else 16)
     new_tokens = args.new_tokens or (4 if dry else 128)
     lengths = (1, 64) if dry else (1, 6144)
-    # Seconds per part: 8 minutes on one H100 in all, with room for start-up and the report.
-    budgets = {"correctness": 60, "kernels": 90, "quantize": 180, "decode": 120}
     out_dir = args.out or (Path(tempfile.mkdtemp(prefix="gpu_check_")) if dry else RESULTS)
     work = args.workdir or Path(tempfile.mkdtemp(prefix="gpu_check_work_"))
     work.mkdir(parents=True, exist_ok=True)
+    try:
+        return run_parts(args, device, dry, shapes, big, ms, samples, new_tokens, lengths, out_dir, work)
+    finally:
+        if args.workdir is None:  # models and checkpoints we made: a few GB on the 2B shapes
+            shutil.rmtree(work, ignore_errors=True)
+
+
+def run_parts(args, device, dry, shapes, big, ms, samples, new_tokens, lengths, out_dir, work) -> int:
+    # Seconds per part: 8 minutes on one H100 in all, with room for start-up and the report.
+    budgets = {"correctness": 60, "kernels": 90, "quantize": 180, "decode": 120}
     meta = machine()
     meta["device"] = str(device)
-    result: dict = {"machine": meta, "argv": sys.argv[1:] if argv is None else argv, "dry_run": dry,
+    result: dict = {"machine": meta, "argv": args.argv, "dry_run": dry,
                     "part_seconds": {}, "errors": {}}
     start = time.perf_counter()
     outputs: dict = {}
