@@ -1,11 +1,13 @@
 // CPU kernels that read the checkpoint's packed tensors directly (kernels/cpu_fused.py).
 //
-// gemv:     y[m, n] = sum_k x[m, k] * (q[k, n] - z[g, n]) * s[g, n] for a few rows (decode),
-//           computed per group as s * (sum_k x q) - (z s) * (sum_k x): the codes are decoded
-//           once per weight word and used by every row.
-// dequant:  a block of columns of W as bf16 [K, n1 - n0], (q - z) * s in float32 rounded to
-//           nearest even once (what reference.py gives for bf16), for dequantize + matmul.
-//
+// gemv:       y[m, n] = sum_k x[m, k] * (q[k, n] - z[g, n]) * s[g, n] for a few rows (decode),
+//             computed per group as s * (sum_k x q) - (z s) * (sum_k x): the codes are decoded
+//             once per weight word and used by every row (one row of 4-bit: gemv_*4_row).
+// gemm:       prompts, AVX512-BF16: the codes as bf16 in an L2 panel, BF16 dot products,
+//             scales and zeros once per segment of a group (see its comment below).
+// dequant_mm: prompts elsewhere: per thread, blocks of W as bf16 (dequant_rows) times x.
+// dequant:    a block of columns of W as bf16 [K, n1 - n0], (q - z) * s in float32 rounded to
+//             nearest even once (what reference.py gives for bf16); tests check it bit for bit.
 // Layouts (kernels/reference.py): pack_along_k (GPTQ) - qweight int32 [K/pack, N], value j
 // of a word is row pack*r + j; otherwise (AWQ) qweight int32 [K, N/pack], value j of word c is
 // column pack*c + order[j]. scales and zeros arrive unpacked as float32 [G, N] (true zeros).
@@ -491,80 +493,327 @@ torch::Tensor gemv_awq4_row(torch::Tensor x, torch::Tensor qweight, torch::Tenso
   return y;
 }
 
+// What the dequantizers read: the checkpoint's qweight, float32 scales and true zeros [G, N].
+struct Packed {
+  const int32_t* qweight;
+  const float *scales, *zeros;
+  const int* order;  // AWQ column of each value of a word
+  int64_t bits, pack, group, K, N;
+  bool along_k;
+};
+
+Packed packed_of(const torch::Tensor& qweight, const torch::Tensor& scales, const torch::Tensor& zeros,
+                 const torch::Tensor& order, int64_t bits, bool along_k, int64_t group) {
+  TORCH_CHECK(qweight.dtype() == torch::kInt32 && qweight.is_contiguous(), "qweight: contiguous int32");
+  TORCH_CHECK(scales.dtype() == torch::kFloat32 && scales.is_contiguous() && zeros.is_contiguous(),
+              "scales, zeros: contiguous float32");
+  const int64_t pack = 32 / bits;
+  const int64_t K = along_k ? qweight.size(0) * pack : qweight.size(0);
+  return {qweight.data_ptr<int32_t>(), scales.data_ptr<float>(), zeros.data_ptr<float>(), order.data_ptr<int>(),
+          bits, pack, group, K, scales.size(1), along_k};
+}
+
+// Rows [k0, k1) (multiples of pack for GPTQ) and columns [n0, n1) (multiples of pack for AWQ)
+// of W as bf16 into out (row k at out + (k - k0) * ld), on the calling thread.
+void dequant_rows(const Packed& w, int64_t k0, int64_t k1, int64_t n0, int64_t n1, uint16_t* out, int64_t ld) {
+  const int32_t mask = (1 << w.bits) - 1;
+  const int64_t N = w.N, pack = w.pack;
+  if (w.along_k) {
+    for (int64_t kp = k0 / pack; kp < k1 / pack; ++kp) {
+      const int64_t g = kp * pack / w.group;
+      const int32_t* row = w.qweight + kp * N;
+      const float *sg = w.scales + g * N, *zg = w.zeros + g * N;
+      uint16_t* o = out + (kp * pack - k0) * ld - n0;
+      int64_t start = n0;
+#if Q2VL_AVX512
+      const __m512i vmask = _mm512_set1_epi32(mask);
+      for (; start + 16 <= n1; start += 16) {
+        const __m512i v = _mm512_loadu_si512(row + start);
+        const __m512 sv = _mm512_loadu_ps(sg + start), zv = _mm512_loadu_ps(zg + start);
+        for (int64_t j = 0; j < pack; ++j)
+          store_bf16(o + j * ld + start,
+                     _mm512_mul_ps(_mm512_sub_ps(codes_f32(v, static_cast<int>(w.bits * j), vmask), zv), sv));
+      }
+#endif
+      for (int64_t j = 0; j < pack; ++j) {
+        const int shift = static_cast<int>(w.bits * j);
+        for (int64_t n = start; n < n1; ++n)
+          o[j * ld + n] = to_bf16((static_cast<float>((row[n] >> shift) & mask) - zg[n]) * sg[n]);
+      }
+    }
+    return;
+  }
+  const int64_t words = N / pack;
+  std::vector<float> codes(n1 - n0);
+#if Q2VL_AVX512
+  const __m512i index = w.bits == 4 ? awq4_index(w.order) : _mm512_setzero_si512();  // 8-bit: natural order
+#endif
+  for (int64_t k = k0; k < k1; ++k) {
+    const int64_t g = k / w.group;
+    const int32_t* row = w.qweight + k * words;
+    const float *sg = w.scales + g * N, *zg = w.zeros + g * N;
+    uint16_t* o = out + (k - k0) * ld - n0;
+    int64_t start = n0;
+#if Q2VL_AVX512
+    for (; start + 64 <= n1; start += 64) {
+      const __m512i codes64 = w.bits == 4 ? awq_codes<4>(row + start / pack, index)
+                                          : awq_codes<8>(row + start / pack, index);
+      for (int q = 0; q < 4; ++q) {
+        const int64_t n = start + 16 * q;
+        const __m512 f = _mm512_sub_ps(byte_lane_f32(codes64, q), _mm512_loadu_ps(zg + n));
+        store_bf16(o + n, _mm512_mul_ps(f, _mm512_loadu_ps(sg + n)));
+      }
+    }
+#endif
+    if (start == n1) continue;
+    for (int64_t c = start / pack; c < (n1 + pack - 1) / pack; ++c)
+      for (int64_t j = 0; j < pack; ++j) {
+        const int64_t n = c * pack + w.order[j];
+        if (n >= n0 && n < n1) codes[n - n0] = static_cast<float>((row[c] >> (w.bits * j)) & mask);
+      }
+    for (int64_t n = start; n < n1; ++n) o[n] = to_bf16((codes[n - n0] - zg[n]) * sg[n]);
+  }
+}
+
 // Columns [n0, n1) of W as bf16 into out [K, >= n1 - n0] (row stride out.stride(0)).
 void dequant(torch::Tensor qweight, torch::Tensor scales, torch::Tensor zeros, torch::Tensor order, int64_t bits,
              bool along_k, int64_t group, int64_t n0, int64_t n1, torch::Tensor out) {
-  TORCH_CHECK(qweight.dtype() == torch::kInt32 && qweight.is_contiguous(), "qweight: contiguous int32");
+  const Packed w = packed_of(qweight, scales, zeros, order, bits, along_k, group);
   TORCH_CHECK(out.dtype() == torch::kBFloat16 && out.stride(1) == 1, "out: bf16, rows contiguous");
-  const int64_t pack = 32 / bits, N = scales.size(1);
-  const int64_t K = along_k ? qweight.size(0) * pack : qweight.size(0);
-  TORCH_CHECK(n0 >= 0 && n1 <= N && n0 < n1 && (along_k || n0 % pack == 0), "column range");
-  TORCH_CHECK(out.size(0) == K && out.size(1) >= n1 - n0, "out shape");
-  const int32_t mask = (1 << bits) - 1;
-  const int32_t* qp = qweight.data_ptr<int32_t>();
-  const float *sp = scales.data_ptr<float>(), *zp = zeros.data_ptr<float>();
-  const int* ord = order.data_ptr<int>();
+  TORCH_CHECK(n0 >= 0 && n1 <= w.N && n0 < n1 && (along_k || n0 % w.pack == 0), "column range");
+  TORCH_CHECK(out.size(0) == w.K && out.size(1) >= n1 - n0, "out shape");
   uint16_t* op = reinterpret_cast<uint16_t*>(out.data_ptr<at::BFloat16>());
-  const int64_t ld = out.stride(0);
-  if (along_k) {
-    at::parallel_for(0, K / pack, 16, [&](int64_t b, int64_t e) {
-      for (int64_t kp = b; kp < e; ++kp) {
-        const int64_t g = kp * pack / group;
-        const int32_t* row = qp + kp * N;
-        const float *sg = sp + g * N, *zg = zp + g * N;
-        int64_t start = n0;
+  const int64_t ld = out.stride(0), step = along_k ? w.pack : 1;
+  at::parallel_for(0, w.K / step, 16, [&](int64_t b, int64_t e) {
+    dequant_rows(w, b * step, e * step, n0, n1, op + b * step * ld, ld);
+  });
+}
+
+// y [M, N] = x [M, K] (bf16) @ W: every thread dequantizes its own blocks of `cols` columns
+// (rows in chunks of at most `k_rows`) into a bf16 buffer of its own and multiplies them with
+// a single-threaded matmul. Measured on 2 cores: dequantizing on all threads and then
+// multiplying on all threads (the blocks crossing from core to core) cost 1.9-2.3x the sum
+// of the two parts; per thread, the sum.
+torch::Tensor dequant_mm(torch::Tensor x, torch::Tensor qweight, torch::Tensor scales, torch::Tensor zeros,
+                         torch::Tensor order, int64_t bits, bool along_k, int64_t group, int64_t cols,
+                         int64_t k_rows) {
+  const Packed w = packed_of(qweight, scales, zeros, order, bits, along_k, group);
+  TORCH_CHECK(x.dtype() == torch::kBFloat16 && x.is_contiguous() && x.dim() == 2 && x.size(1) == w.K, "x: bf16 [M, K]");
+  TORCH_CHECK(cols % 64 == 0 && k_rows % w.group == 0 && k_rows % w.pack == 0, "block shape");
+  const int64_t M = x.size(0), blocks = (w.N + cols - 1) / cols;
+  auto y = torch::empty({M, w.N}, x.options());
+  at::parallel_for(0, blocks, 1, [&](int64_t b, int64_t e) {
+    auto buf = torch::empty({std::min(k_rows, w.K), cols}, x.options());
+    uint16_t* bp = reinterpret_cast<uint16_t*>(buf.data_ptr<at::BFloat16>());
+    for (int64_t blk = b; blk < e; ++blk) {
+      const int64_t n0 = blk * cols, n1 = std::min(w.N, n0 + cols);
+      auto out = y.narrow(1, n0, n1 - n0);
+      for (int64_t k0 = 0; k0 < w.K; k0 += k_rows) {
+        const int64_t k1 = std::min(w.K, k0 + k_rows);
+        dequant_rows(w, k0, k1, n0, n1, bp, cols);
+        auto part = buf.narrow(0, 0, k1 - k0).narrow(1, 0, n1 - n0);
+        if (k0 == 0)
+          at::mm_out(out, x.narrow(1, k0, k1 - k0), part);
+        else
+          out.addmm_(x.narrow(1, k0, k1 - k0), part);
+      }
+    }
+  });
+  return y;
+}
+
 #if Q2VL_AVX512
-        const __m512i vmask = _mm512_set1_epi32(mask);
-        for (; start + 16 <= n1; start += 16) {
-          const __m512i v = _mm512_loadu_si512(row + start);
-          const __m512 sv = _mm512_loadu_ps(sg + start), zv = _mm512_loadu_ps(zg + start);
-          for (int64_t j = 0; j < pack; ++j)
-            store_bf16(op + (kp * pack + j) * ld + start - n0,
-                       _mm512_mul_ps(_mm512_sub_ps(codes_f32(v, static_cast<int>(bits * j), vmask), zv), sv));
-        }
-#endif
-        for (int64_t j = 0; j < pack; ++j) {
-          uint16_t* o = op + (kp * pack + j) * ld - n0;
-          const int shift = static_cast<int>(bits * j);
-          for (int64_t n = start; n < n1; ++n)
-            o[n] = to_bf16((static_cast<float>((row[n] >> shift) & mask) - zg[n]) * sg[n]);
+// ---- GEMM for prompts: BF16 dot products on the codes, scales and zeros once per segment ----
+//
+// The dequantize + matmul path above computes every weight in float32 and rounds it to bf16
+// before torch's matmul reads it: about 1 ms per 2B gate/up projection whatever M is, 10-15 %
+// of a BF16 linear at M = 64. Here the codes go straight into bf16 (4-bit: 128 + c by setting
+// bits under 0x4300; 8-bit: c, exact in bf16), a few integer operations per 32 weights, into a
+// panel of (k, k + 1) pairs for vdpbf16ps that every row of x then reads from L1/L2. The
+// scales and zeros are applied once per segment of S rows (S divides the group):
+//   y[m, n] = sum_seg s[g, n] * acc[m, n] - (z[g, n] + base) * s[g, n] * sum_seg x[m, k]
+// with base 128 (4-bit) or 0 (8-bit). Tiles of 128 columns, split across threads; in a tile,
+// rows of x in blocks of 6 against 64 columns: 24 float32 accumulators in registers.
+constexpr int64_t kTileN = 128;   // columns per tile (16 words of 4-bit AWQ)
+constexpr int64_t kChunkK = 512;  // rows of W decoded at a time: a 128 KB panel (L2)
+constexpr int kRowBlock = 6;
+
+// Rows [k0, k1) of the tile of columns [n0, n0 + 128) as bf16 pairs:
+// panel[(k - k0) / 2 * 128 + pos] = (code(k, col), code(k + 1, col)), where pos = col - n0,
+// except for 4-bit AWQ: pos = j * 16 + lane for col = n0 + 8 * lane + order[j] (the words'
+// value order; the tables and the write-out use the same positions).
+void decode_panel(const Packed& w, int64_t k0, int64_t k1, int64_t n0, uint32_t* panel, const PairCodes& pc) {
+  const int64_t N = w.N;
+  if (w.along_k && w.bits == 4) {  // word [k / 8, n]: value j is row 8 r + j
+    for (int64_t kp = k0 / 8; kp < k1 / 8; ++kp) {
+      uint32_t* out = panel + (kp * 8 - k0) / 2 * kTileN;
+      for (int v = 0; v < 8; ++v) {
+        const __m512i word = _mm512_loadu_si512(w.qweight + kp * N + n0 + 16 * v);
+        const __m512i lo = _mm512_and_si512(word, pc.low);
+        const __m512i hi = _mm512_and_si512(_mm512_srli_epi16(word, 4), pc.low);
+        for (int p = 0; p < 4; ++p) _mm512_storeu_si512(out + p * kTileN + 16 * v, pc.pair(p, lo, hi));
+      }
+    }
+  } else if (w.bits == 4) {  // AWQ: word [k, n / 8], value j is column 8 c + order[j]
+    const int64_t words = N / 8;
+    for (int64_t k = k0; k < k1; k += 2) {
+      const __m512i v0 = _mm512_loadu_si512(w.qweight + k * words + n0 / 8);
+      const __m512i v1 = _mm512_loadu_si512(w.qweight + (k + 1) * words + n0 / 8);
+      const __m512i lo0 = _mm512_and_si512(v0, pc.low), hi0 = _mm512_and_si512(_mm512_srli_epi16(v0, 4), pc.low);
+      const __m512i lo1 = _mm512_and_si512(v1, pc.low), hi1 = _mm512_and_si512(_mm512_srli_epi16(v1, 4), pc.low);
+      uint32_t* out = panel + (k - k0) / 2 * kTileN;
+      for (int j = 0; j < 8; ++j)
+        _mm512_storeu_si512(out + 16 * j, j % 2 ? pc.pair(j / 2, hi0, hi1) : pc.pair(j / 2, lo0, lo1));
+    }
+  } else {  // 8-bit: the code as float32, whose top half is its bf16 (exact below 256)
+    const __m512i ff = _mm512_set1_epi32(0xFF), top = _mm512_set1_epi32(static_cast<int32_t>(0xFFFF0000u));
+    auto pair = [&](__m512 a, __m512 b) {
+      return _mm512_or_si512(_mm512_srli_epi32(_mm512_castps_si512(a), 16), _mm512_and_si512(_mm512_castps_si512(b), top));
+    };
+    if (w.along_k) {  // GPTQ: word [k / 4, n], value j is row 4 r + j
+      for (int64_t kq = k0 / 4; kq < k1 / 4; ++kq) {
+        uint32_t* out = panel + (kq * 4 - k0) / 2 * kTileN;
+        for (int v = 0; v < 8; ++v) {
+          const __m512i word = _mm512_loadu_si512(w.qweight + kq * N + n0 + 16 * v);
+          __m512 c[4];
+          for (int j = 0; j < 4; ++j) c[j] = _mm512_cvtepi32_ps(_mm512_and_si512(_mm512_srli_epi32(word, 8 * j), ff));
+          _mm512_storeu_si512(out + 16 * v, pair(c[0], c[1]));
+          _mm512_storeu_si512(out + kTileN + 16 * v, pair(c[2], c[3]));
         }
       }
-    });
-  } else {
-    const int64_t words = N / pack;
-    at::parallel_for(0, K, 16, [&](int64_t b, int64_t e) {
-      std::vector<float> codes(n1 - n0);
-#if Q2VL_AVX512
-      const __m512i index = bits == 4 ? awq4_index(ord) : _mm512_setzero_si512();  // 8-bit: natural order
-#endif
-      for (int64_t k = b; k < e; ++k) {
-        const int64_t g = k / group;
-        const int32_t* row = qp + k * words;
-        int64_t start = n0;
-#if Q2VL_AVX512
-        for (; start + 64 <= n1; start += 64) {
-          const __m512i codes64 = bits == 4 ? awq_codes<4>(row + start / pack, index)
-                                            : awq_codes<8>(row + start / pack, index);
-          for (int q = 0; q < 4; ++q) {
-            const int64_t n = start + 16 * q;
-            const __m512 f = _mm512_sub_ps(byte_lane_f32(codes64, q), _mm512_loadu_ps(zp + g * N + n));
-            store_bf16(op + k * ld + n - n0, _mm512_mul_ps(f, _mm512_loadu_ps(sp + g * N + n)));
-          }
+    } else {  // AWQ 8-bit: natural order, so row k's bytes are its columns
+      const uint8_t* bytes = reinterpret_cast<const uint8_t*>(w.qweight);
+      for (int64_t k = k0; k < k1; k += 2) {
+        uint32_t* out = panel + (k - k0) / 2 * kTileN;
+        for (int v = 0; v < 8; ++v) {
+          auto codes = [&](int64_t row) {
+            return _mm512_cvtepi32_ps(_mm512_cvtepu8_epi32(
+                _mm_loadu_si128(reinterpret_cast<const __m128i*>(bytes + row * N + n0 + 16 * v))));
+          };
+          _mm512_storeu_si512(out + 16 * v, pair(codes(k), codes(k + 1)));
         }
-#endif
-        if (start == n1) continue;
-        for (int64_t c = start / pack; c < (n1 + pack - 1) / pack; ++c)
-          for (int64_t j = 0; j < pack; ++j) {
-            const int64_t n = c * pack + ord[j];
-            if (n >= n0 && n < n1) codes[n - n0] = static_cast<float>((row[c] >> (bits * j)) & mask);
-          }
-        const float *sg = sp + g * N, *zg = zp + g * N;
-        uint16_t* o = op + k * ld - n0;
-        for (int64_t n = start; n < n1; ++n) o[n] = to_bf16((codes[n - n0] - zg[n]) * sg[n]);
       }
-    });
+    }
   }
+}
+
+// acc = x[rows, pairs] . panel; then y_tile[rows, 64] += s * acc - zb * xsum (one segment).
+template <int MR>
+inline void panel_kernel(const uint16_t* x, int64_t ldx, const uint32_t* panel, int64_t pairs, float* yt,
+                         const float* s, const float* zb, const float* xsum, int64_t xs_stride) {
+  __m512 acc[MR][4];
+#pragma GCC unroll 8
+  for (int r = 0; r < MR; ++r)
+    for (int v = 0; v < 4; ++v) acc[r][v] = _mm512_setzero_ps();
+  for (int64_t kp = 0; kp < pairs; ++kp) {
+    const uint32_t* b = panel + kp * kTileN;
+    const __m512bh b0 = reinterpret_cast<__m512bh>(_mm512_loadu_si512(b));
+    const __m512bh b1 = reinterpret_cast<__m512bh>(_mm512_loadu_si512(b + 16));
+    const __m512bh b2 = reinterpret_cast<__m512bh>(_mm512_loadu_si512(b + 32));
+    const __m512bh b3 = reinterpret_cast<__m512bh>(_mm512_loadu_si512(b + 48));
+#pragma GCC unroll 8
+    for (int r = 0; r < MR; ++r) {
+      int32_t xpair;
+      std::memcpy(&xpair, x + r * ldx + 2 * kp, 4);
+      const __m512bh xv = reinterpret_cast<__m512bh>(_mm512_set1_epi32(xpair));
+      acc[r][0] = _mm512_dpbf16_ps(acc[r][0], b0, xv);
+      acc[r][1] = _mm512_dpbf16_ps(acc[r][1], b1, xv);
+      acc[r][2] = _mm512_dpbf16_ps(acc[r][2], b2, xv);
+      acc[r][3] = _mm512_dpbf16_ps(acc[r][3], b3, xv);
+    }
+  }
+#pragma GCC unroll 4
+  for (int v = 0; v < 4; ++v) {
+    const __m512 sv = _mm512_loadu_ps(s + 16 * v), zv = _mm512_loadu_ps(zb + 16 * v);
+#pragma GCC unroll 8
+    for (int r = 0; r < MR; ++r) {
+      float* y = yt + r * kTileN + 16 * v;
+      const __m512 xs = _mm512_set1_ps(xsum[r * xs_stride]);
+      _mm512_storeu_ps(y, _mm512_fmadd_ps(sv, acc[r][v], _mm512_fnmadd_ps(zv, xs, _mm512_loadu_ps(y))));
+    }
+  }
+}
+
+using PanelKernel = void (*)(const uint16_t*, int64_t, const uint32_t*, int64_t, float*, const float*, const float*,
+                             const float*, int64_t);
+constexpr PanelKernel kPanelKernels[kRowBlock + 1] = {nullptr,          panel_kernel<1>, panel_kernel<2>,
+                                                      panel_kernel<3>, panel_kernel<4>, panel_kernel<5>,
+                                                      panel_kernel<6>};
+#endif  // Q2VL_AVX512
+
+// Rows per segment for gemm: the group, or a divisor of it when the group is long (per
+// channel), so that a segment fits in a chunk; 0 where gemm does not apply.
+int64_t gemm_segment(int64_t group) {
+  for (int64_t s : {group, int64_t{128}, int64_t{64}})
+    if (s <= 128 && s % 16 == 0 && group % s == 0) return s;
+  return 0;
+}
+
+// x bf16 [M, K] -> y bf16 [M, N]. s_tab and zb_tab: float32 [G, N] in the panel's positions
+// (see decode_panel), zb = (zeros + base) * scales with base 128 for 4-bit, 0 for 8-bit.
+// Needs AVX512-BF16 (has_gemm), N % 128 == 0 and a segment (gemm_segment(group) > 0).
+torch::Tensor gemm(torch::Tensor x, torch::Tensor qweight, torch::Tensor s_tab, torch::Tensor zb_tab,
+                   torch::Tensor order, int64_t bits, bool along_k, int64_t group) {
+#if Q2VL_AVX512
+  const Packed w = packed_of(qweight, s_tab, zb_tab, order, bits, along_k, group);
+  const int64_t K = w.K, N = w.N, S = gemm_segment(group);
+  TORCH_CHECK(x.dtype() == torch::kBFloat16 && x.is_contiguous() && x.dim() == 2 && x.size(1) == K, "x: bf16 [M, K]");
+  TORCH_CHECK(N % kTileN == 0 && S > 0 && K % group == 0, "gemm: N % 128 == 0 and a group of 16 * j rows");
+  const int64_t M = x.size(0), segments = K / S;
+  const uint16_t* xp = reinterpret_cast<const uint16_t*>(x.data_ptr<at::BFloat16>());
+  std::vector<float> xsum(M * segments);  // [M, segments]: sum of x over each segment
+  at::parallel_for(0, M, 16, [&](int64_t m0, int64_t m1) {
+    for (int64_t i = m0 * segments; i < m1 * segments; ++i) {
+      __m512 sum = _mm512_setzero_ps();
+      for (int64_t k = 0; k < S; k += 16)  // bf16 -> float32: the bits shifted up by 16
+        sum = _mm512_add_ps(sum, _mm512_castsi512_ps(_mm512_slli_epi32(
+                                     _mm512_cvtepu16_epi32(_mm256_loadu_si256(
+                                         reinterpret_cast<const __m256i*>(xp + i * S + k))), 16)));
+      xsum[i] = _mm512_reduce_add_ps(sum);
+    }
+  });
+  auto y = torch::empty({M, N}, x.options());
+  const float* xs = xsum.data();
+  uint16_t* yp = reinterpret_cast<uint16_t*>(y.data_ptr<at::BFloat16>());
+  const bool permuted = !along_k && bits == 4;
+  at::parallel_for(0, N / kTileN, 1, [&](int64_t t0, int64_t t1) {
+    const PairCodes pc;
+    std::vector<uint32_t> panel(kChunkK / 2 * kTileN);
+    std::vector<float> yt(M * kTileN);
+    for (int64_t t = t0; t < t1; ++t) {
+      const int64_t n0 = t * kTileN;
+      std::fill(yt.begin(), yt.end(), 0.0f);
+      for (int64_t k0 = 0; k0 < K; k0 += kChunkK) {
+        const int64_t k1 = std::min(K, k0 + kChunkK);
+        decode_panel(w, k0, k1, n0, panel.data(), pc);
+        for (int64_t seg = k0; seg < k1; seg += S) {
+          const int64_t g = seg / group;
+          for (int64_t m0 = 0; m0 < M; m0 += kRowBlock) {
+            const int mr = static_cast<int>(std::min<int64_t>(kRowBlock, M - m0));
+            for (int64_t h = 0; h < kTileN; h += 64)  // the rows' x (L1) against both halves
+              kPanelKernels[mr](xp + m0 * K + seg, K, panel.data() + (seg - k0) / 2 * kTileN + h, S / 2,
+                                yt.data() + m0 * kTileN + h, w.scales + g * N + n0 + h, w.zeros + g * N + n0 + h,
+                                xs + m0 * segments + seg / S, segments);
+          }
+        }
+      }
+      for (int64_t m = 0; m < M; ++m) {
+        const float* src = yt.data() + m * kTileN;
+        uint16_t* dst = yp + m * N + n0;
+        if (!permuted) {
+          for (int v = 0; v < 8; ++v) store_bf16(dst + 16 * v, _mm512_loadu_ps(src + 16 * v));
+        } else {
+          for (int j = 0; j < 8; ++j)
+            for (int lane = 0; lane < 16; ++lane) dst[8 * lane + w.order[j]] = to_bf16(src[16 * j + lane]);
+        }
+      }
+    }
+  });
+  return y;
+#else
+  TORCH_CHECK(false, "gemm needs AVX512-BF16 (has_gemm is false): use dequant_mm");
+  return x;
+#endif
 }
 
 PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
@@ -572,4 +821,8 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
   m.def("gemv_awq4_row", &gemv_awq4_row, "fused dequantize + GEMV, one row of 4-bit AWQ");
   m.def("gemv_gptq4_row", &gemv_gptq4_row, "fused dequantize + GEMV, one row of 4-bit GPTQ, BF16 dot products");
   m.def("dequant", &dequant, "dequantize a block of columns to bf16");
+  m.def("dequant_mm", &dequant_mm, "x @ W: per thread, dequantize blocks of columns and multiply");
+  m.def("gemm", &gemm, "x @ W with BF16 dot products on the codes (AVX512-BF16)");
+  m.def("gemm_segment", &gemm_segment, "rows per scale segment of gemm for a group size (0: none)");
+  m.attr("has_gemm") = static_cast<bool>(Q2VL_AVX512);
 }

@@ -10,10 +10,14 @@ loader, for the CPU it runs on (-march=native), cached by torch under
 $TORCH_EXTENSIONS_DIR (default ~/.cache/torch_extensions):
 
     fused_gemv     M <= FUSED_GEMV_MAX_M rows: decode each packed word once, use it for every
-                   row, in float32; scales and zeros applied once per group.
-    dequant_matmul more rows: dequantize a block of columns at a time to bf16 (one pass, in
-                   cache) and multiply it with torch's matmul, so the only dense memory is one
-                   block (BLOCK_BYTES), never the whole weight.
+                   row, in float32 (one row of 4-bit: BF16 dot products); scales and zeros
+                   applied once per group.
+    matmul         more rows (prompts): on CPUs with AVX512-BF16, a GEMM whose weight panel is
+                   the codes themselves as bf16 (4-bit: 128 + c, a bit operation; 8-bit: c),
+                   decoded once per 512 x 128 tile into L2 and read by every row with BF16
+                   dot products, scales and zeros applied once per group; elsewhere, every
+                   thread dequantizes its own blocks of columns and multiplies them with a
+                   single-threaded matmul. No dense copy of the weight either way.
 
 Where the build fails (no compiler, headers missing, QWEN2VL_QUANT_NO_CPP=1), ``extension()``
 returns None once, with one log line, and dispatch.py keeps torch's paths.
@@ -40,7 +44,7 @@ log = logging.getLogger(__name__)
 
 SOURCE = Path(__file__).with_name("cpu_fused.cpp")
 FUSED_GEMV_MAX_M = 8  # what the C++ gemv is instantiated for
-BLOCK_BYTES = 4 << 20  # dense bf16 block of the dequantize + matmul path (about an L2 + L3 share)
+GEMM_TILE_N = 128  # the C++ gemm's tile of columns: it needs N to be a multiple
 DISABLE_ENV = "QWEN2VL_QUANT_NO_CPP"
 
 _extension = None
@@ -60,7 +64,7 @@ def _cpu_signature() -> str:
 
 
 def extension():
-    """The built module (functions gemv, dequant), or None if it cannot be built here or
+    """The built module (gemv, gemm, dequant_mm, ...), or None if it cannot be built here or
     QWEN2VL_QUANT_NO_CPP=1 switches it off (checked on every call: tests switch it)."""
     global _extension, _tried, failure
     if os.environ.get(DISABLE_ENV) == "1":
@@ -126,6 +130,10 @@ class FusedWeight:
     # with N % 128 == 0, scales and (zeros + 128) x scales in the words' value order
     # (gemv_awq4_row); 4-bit GPTQ, scales and (zeros + 128) x scales (gemv_gptq4_row).
     row_tables: tuple[torch.Tensor, torch.Tensor] | None = None
+    # Tables of the prompt GEMM (cpu_fused.cpp gemm), None where it does not apply (no
+    # AVX512-BF16, N % 128, the group): scales and (zeros + base) x scales in its panel's
+    # order, base 128 for 4-bit (the row tables) and 0 for 8-bit (scales, zero_scales).
+    gemm_tables: tuple[torch.Tensor, torch.Tensor] | None = None
 
     @property
     def out_features(self) -> int:
@@ -153,8 +161,13 @@ def prepare_fused(fmt: PackedFormat, qweight: torch.Tensor, qzeros: torch.Tensor
         row_tables = (s[:, columns].contiguous(), ((zeros + 128) * s)[:, columns].contiguous())
     elif fmt.pack_along_k and fmt.bits == 4:
         row_tables = (s, ((zeros + 128) * s).contiguous())
+    gemm_tables = None
+    ext = extension()
+    if ext is not None and ext.has_gemm and n % GEMM_TILE_N == 0 and ext.gemm_segment(group) > 0:
+        gemm_tables = row_tables if fmt.bits == 4 else (s, zero_scales)
     return FusedWeight(qweight.contiguous(), s, zeros.contiguous(), zero_scales,
-                       torch.tensor(order, dtype=torch.int32), fmt.bits, fmt.pack_along_k, group, row_tables)
+                       torch.tensor(order, dtype=torch.int32), fmt.bits, fmt.pack_along_k, group, row_tables,
+                       gemm_tables)
 
 
 def fused_gemv(x: torch.Tensor, w: FusedWeight) -> torch.Tensor:
@@ -173,27 +186,22 @@ def fused_gemv(x: torch.Tensor, w: FusedWeight) -> torch.Tensor:
     return y.to(x.dtype)
 
 
-def block_columns(k: int, n: int, pack: int) -> int:
-    """Columns per dequantized block: BLOCK_BYTES of bf16, a multiple of 64 (and of pack)."""
-    cols = max(64, (BLOCK_BYTES // (2 * k)) // 64 * 64)
-    return n if cols >= n else cols - cols % pack
+def dequant_blocks(w: FusedWeight) -> tuple[int, int]:
+    """Columns and rows of the per-thread bf16 block of the dequantize + matmul fallback: a
+    few hundred KB to 2 MB, multiples of 64 columns and of the group's rows (per channel:
+    all rows). Best of 128-1024 columns x 1536-8960 rows on the 2B shapes, measured here."""
+    k_rows = w.in_features if w.group > 4096 else max(w.group, 4096 // w.group * w.group)
+    return (512 if w.in_features <= 2048 else 256), min(k_rows, w.in_features)
 
 
-def dequant_matmul(x: torch.Tensor, w: FusedWeight) -> torch.Tensor:
-    """x [M, K] -> [M, N] in x's dtype: bf16 blocks of W times x with torch's matmul."""
+def matmul(x: torch.Tensor, w: FusedWeight) -> torch.Tensor:
+    """x [M, K] -> [M, N] in x's dtype, for prompts (x rounded to bf16, as torch's ops do)."""
     ext = extension()
-    k, n = w.in_features, w.out_features
     xb = x.to(torch.bfloat16).contiguous()
-    cols = block_columns(k, n, 32 // w.bits)
-    block = torch.empty((k, min(cols, n)), dtype=torch.bfloat16)
-    if cols >= n:
-        ext.dequant(w.qweight, w.scales, w.zeros, w.order, w.bits, w.along_k, w.group, 0, n, block)
-        return (xb @ block).to(x.dtype)
-    y = torch.empty((x.shape[0], n), dtype=torch.bfloat16)
-    for n0 in range(0, n, cols):
-        n1 = min(n, n0 + cols)
-        ext.dequant(w.qweight, w.scales, w.zeros, w.order, w.bits, w.along_k, w.group, n0, n1, block)
-        torch.mm(xb, block[:, : n1 - n0], out=y[:, n0:n1])
+    if w.gemm_tables is not None:
+        y = ext.gemm(xb, w.qweight, *w.gemm_tables, w.order, w.bits, w.along_k, w.group)
+    else:
+        y = ext.dequant_mm(xb, w.qweight, w.scales, w.zeros, w.order, w.bits, w.along_k, w.group, *dequant_blocks(w))
     return y.to(x.dtype)
 
 
@@ -201,7 +209,7 @@ _switch: dict[tuple, int] = {}
 
 
 def gemv_switch(w: FusedWeight) -> int:
-    """The most rows for which fused_gemv beats dequant_matmul on this machine and shape
+    """The most rows for which fused_gemv beats matmul on this machine and shape
     (0: never), measured once per shape and thread count and cached for the process."""
     key = (w.in_features, w.out_features, w.bits, w.along_k, w.group, torch.get_num_threads())
     if key not in _switch:
@@ -222,13 +230,13 @@ def _best_of(fn, repeats: int = 3) -> float:
 
 def _measure_switch(w: FusedWeight) -> int:
     # gemv's cost grows with the rows (every row multiplies every weight in float32);
-    # dequant_matmul's barely does below a few dozen rows. So the switch is the last M at
-    # which gemv is still ahead. A few milliseconds per shape.
+    # matmul's barely does below a few dozen rows. So the switch is the last M at which gemv
+    # is still ahead. A few milliseconds per shape.
     switch = 0
     with torch.no_grad():
         for m in (1, 2, 4, FUSED_GEMV_MAX_M):
             x = torch.randn(m, w.in_features, dtype=torch.bfloat16)
-            if _best_of(lambda: fused_gemv(x, w)) > _best_of(lambda: dequant_matmul(x, w)):
+            if _best_of(lambda: fused_gemv(x, w)) > _best_of(lambda: matmul(x, w)):
                 break
             switch = m
     return switch

@@ -11,7 +11,8 @@ Paths (path="auto" picks the first that applies):
     CPU, with the C++ kernels (cpu_fused.py, built at first use; one copy of the weight):
            cpu_gemv        M <= the measured switch point (at most FUSED_GEMV_MAX_M): fused
                            dequantize + GEMV on the packed words
-           cpu_dequant_mm  larger M: bf16 blocks of W (one pass each) times x, torch's matmul
+           cpu_gemm        larger M: a GEMM with BF16 dot products on the codes (AVX512-BF16),
+                           elsewhere per-thread dequantized blocks times torch's matmul
     CPU, where the C++ kernels cannot be built (one log line says why):
            cpu_int4        4-bit, M <= CPU_INT4_MAX_M: torch's int4 op (cpu.py; runs in bf16)
            cpu_int8        8-bit, M <= CPU_INT8_MAX_M (grouped: CPU_INT8_GROUPED_MAX_M):
@@ -49,7 +50,7 @@ import torch
 
 from . import cpu_fused
 from .configs import DECODE_MAX_M, GEMM_MAX_M
-from .cpu_fused import FUSED_GEMV_MAX_M, FusedWeight, dequant_matmul as fused_dequant_matmul, fused_gemv, prepare_fused
+from .cpu_fused import FUSED_GEMV_MAX_M, FusedWeight, fused_gemv, prepare_fused
 from .cpu import (
     CpuInt4Weight,
     CpuInt8Weight,
@@ -70,7 +71,7 @@ from .reference import dequantize, pack_rows, unpack_rows
 from .torch_dequant import dequantize_torch
 
 TRITON_PATHS = ("triton_decode", "triton_gemm", "triton_dequant")
-CPU_PATHS = ("cpu_gemv", "cpu_dequant_mm", "cpu_int4", "cpu_int8")
+CPU_PATHS = ("cpu_gemv", "cpu_gemm", "cpu_int4", "cpu_int8")
 PATHS = TRITON_PATHS + CPU_PATHS + ("torch_dequant", "reference")
 # Where torch's CPU ops stop beating torch_dequant + matmul (their cost grows with M,
 # dequantizing does not); measured on 2 cores, benchmarks/results/kernels.md.
@@ -176,7 +177,7 @@ def prepare(
             gemv_max_m = cpu_fused.gemv_switch(fused)
         else:
             why = cpu_fused.failure or "g_idx is not a permutation of contiguous groups"
-            unsupported += [(p, f"C++ CPU kernels unavailable: {why}") for p in ("cpu_gemv", "cpu_dequant_mm")]
+            unsupported += [(p, f"C++ CPU kernels unavailable: {why}") for p in ("cpu_gemv", "cpu_gemm")]
     if perm is not None:
         perm = perm.to(device)
     unsupported = tuple(unsupported)
@@ -222,7 +223,7 @@ def resolve_path(prepared: PreparedWeight, m: int, path: str = "auto", calibrati
     if prepared.fused is not None:
         if m <= prepared.gemv_max_m:
             return "cpu_gemv"
-        return "torch_dequant" if calibrating else "cpu_dequant_mm"
+        return "torch_dequant" if calibrating else "cpu_gemm"
     if "cpu_int4" in available and m <= CPU_INT4_MAX_M:
         return "cpu_int4"
     if "cpu_int8" in available:
@@ -272,8 +273,8 @@ def quantized_linear(
         xk = x2 if p.perm is None else x2[:, p.perm]
         if chosen == "cpu_gemv":
             y = fused_gemv(xk, p.fused)
-        elif chosen == "cpu_dequant_mm":
-            y = fused_dequant_matmul(xk, p.fused)
+        elif chosen == "cpu_gemm":
+            y = cpu_fused.matmul(xk, p.fused)
         elif chosen == "cpu_int4":
             y = int4_matmul(xk, p.cpu_op_weight())
         elif chosen == "cpu_int8":

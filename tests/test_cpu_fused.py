@@ -32,6 +32,11 @@ CASES = [
     ("awq", 8, 256, 48, 128, False),
     ("awq", 4, 128, 1032, 64, False),  # more than one 64-word AWQ tile, a ragged last one
     ("awq", 4, 256, 384, 128, False),  # N % 128 == 0: one row takes gemv_awq4_row
+    # N % 128 == 0: prompts take the C++ gemm (AVX512-BF16), every format and segment kind
+    ("gptq", 4, 512, 256, 128, True),
+    ("gptq_v2", 4, 256, 128, 32, False),
+    ("gptq", 8, 384, 128, -1, False),  # per channel: the group in segments of 128 rows
+    ("awq", 8, 1152, 256, 64, False),  # more than one 512-row chunk, a ragged last one
 ]
 
 
@@ -50,19 +55,22 @@ def _prepared(layout, bits, k, n, group, act_order):
 @pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
 def test_fused_paths_match_the_reference(layout, bits, k, n, group, act_order, dtype):
     w, p = _prepared(layout, bits, k, n, group, act_order)
-    assert {"cpu_gemv", "cpu_dequant_mm"} <= set(available_paths(p))
-    for m in (1, 2, 5, cpu_fused.FUSED_GEMV_MAX_M):
+    assert {"cpu_gemv", "cpu_gemm"} <= set(available_paths(p))
+    # The gemm where the CPU has AVX512-BF16 and N % 128 == 0, per-thread dequantize + matmul elsewhere.
+    assert (p.fused.gemm_tables is not None) == (cpu_fused.extension().has_gemm and n % 128 == 0)
+    for m in (1, 2, 5, 6, 7, cpu_fused.FUSED_GEMV_MAX_M):  # the gemm's blocks of 6 rows, and tails
         x = torch.randn(m, k).to(dtype)
-        for path in ("cpu_gemv", "cpu_dequant_mm"):
-            # gemv sums in float32; dequant_mm runs in bf16 like torch's ops (cpu_fused.py).
+        for path in ("cpu_gemv", "cpu_gemm"):
+            # Both round x to bf16 (for fp16) and sum in float32; the gemm's weight is exact
+            # (codes and scales apart), the fallback's is rounded to bf16 as the reference's.
             assert_close(quantized_linear(x, p, path=path), reference(layout, bits, w, x), dtype, tol=1.5e-2)
     x = torch.randn(37, k).to(dtype)
-    assert resolve_path(p, 37) == "cpu_dequant_mm"
+    assert resolve_path(p, 37) == "cpu_gemm"
     assert_close(quantized_linear(x, p), reference(layout, bits, w, x), dtype, tol=1.5e-2)
 
 
 @pytest.mark.parametrize("layout,bits", [("gptq", 4), ("gptq", 8), ("awq", 4), ("awq", 8)])
-def test_dequantized_blocks_are_the_reference_weight_in_bf16(layout, bits, monkeypatch):
+def test_dequantized_blocks_are_the_reference_weight_in_bf16(layout, bits):
     k, n = 256, 320
     w = random_packed(layout, bits, k, n, 64)
     fused = cpu_fused.prepare_fused(PackedFormat(layout, bits), w.qweight, w.qzeros, w.scales, 64)
@@ -72,12 +80,14 @@ def test_dequantized_blocks_are_the_reference_weight_in_bf16(layout, bits, monke
         cpu_fused.extension().dequant(fused.qweight, fused.scales, fused.zeros, fused.order, bits, fused.along_k,
                                       64, n0, n1, block)
         assert torch.equal(block[:, : n1 - n0], dense[:, n0:n1].to(torch.bfloat16))
-    # Several blocks (and a ragged last one) give what one block gives.
+    # The fallback's per-thread blocks: several of columns (a ragged last one) and of rows
+    # (summed with addmm) give what one block gives.
     x = torch.randn(40, k).bfloat16()
-    whole = cpu_fused.dequant_matmul(x, fused)
-    monkeypatch.setattr(cpu_fused, "BLOCK_BYTES", 2 * k * 128)
-    assert cpu_fused.block_columns(k, n, 32 // bits) == 128
-    assert_close(cpu_fused.dequant_matmul(x, fused), whole.float(), torch.bfloat16, tol=1e-2)
+    ext = cpu_fused.extension()
+    args = (x, fused.qweight, fused.scales, fused.zeros, fused.order, bits, fused.along_k, 64)
+    whole = ext.dequant_mm(*args, 320, k)
+    assert_close(whole, x.float() @ dense, torch.bfloat16, tol=1e-2)
+    assert_close(ext.dequant_mm(*args, 128, 64), whole.float(), torch.bfloat16, tol=1e-2)
 
 
 def test_one_copy_of_the_weight_and_the_measured_switch():
@@ -88,7 +98,7 @@ def test_one_copy_of_the_weight_and_the_measured_switch():
     assert cpu_fused._switch[key] == p.gemv_max_m  # measured once, cached for the process
     for m in (1, 3, 8, 9, 300):
         quantized_linear(torch.randn(m, 512).bfloat16(), p)
-        want = "cpu_gemv" if m <= p.gemv_max_m else "cpu_dequant_mm"
+        want = "cpu_gemv" if m <= p.gemv_max_m else "cpu_gemm"
         assert resolve_path(p, m) == want
     assert not p._op_tables  # torch's int4 tables (a second copy) were never built
     # Calibration keeps its dequantize-once cache for the layer's many samples.
