@@ -4,6 +4,7 @@ the weight, the measured switch, and the clean fallback where no compiler is pre
 from __future__ import annotations
 
 import os
+import platform
 import subprocess
 import sys
 import textwrap
@@ -142,3 +143,31 @@ def test_without_a_compiler_the_torch_paths_run_and_one_line_says_why(tmp_path):
     paths = next(line for line in run.stdout.splitlines() if line.startswith("PATHS")).split()
     assert paths[1:3] == ["cpu_int4", "torch_dequant"]
     assert float(paths[3]) < 1.5e-2
+
+
+def test_the_portable_loops_build_and_match_the_reference(tmp_path, monkeypatch):
+    """The plain-loop versions, which CPUs without AVX512-BF16 run (-march=native takes the
+    AVX-512 code here, so they are otherwise never compiled on this machine): built for
+    x86-64-v3 (AVX2), every kernel against the reference."""
+    if platform.machine() not in ("x86_64", "AMD64"):
+        pytest.skip("x86-64-v3 is an x86 target")
+    from torch.utils.cpp_extension import load
+
+    monkeypatch.setenv("PATH", os.pathsep.join([os.path.dirname(sys.executable), os.environ.get("PATH", "")]))
+    portable = load(name="qwen2vl_quant_cpu_portable_test", sources=[str(cpu_fused.SOURCE)],
+                    extra_cflags=["-O3", "-march=x86-64-v3", "-fopenmp"], extra_ldflags=["-fopenmp"],
+                    build_directory=str(tmp_path), verbose=False)
+    assert not portable.has_gemm
+    monkeypatch.setattr(cpu_fused, "_extension", portable)
+    monkeypatch.setattr(cpu_fused, "_tried", True)
+    for layout, bits, k, n, group in (("gptq", 4, 256, 256, 64), ("gptq", 4, 512, 200, 128), ("awq", 4, 256, 384, 128),
+                                      ("awq", 4, 256, 72, 64), ("gptq", 8, 256, 128, 128), ("awq", 8, 256, 96, 64)):
+        w = random_packed(layout, bits, k, n, group)
+        fused = cpu_fused.prepare_fused(PackedFormat(layout, bits), w.qweight, w.qzeros, w.scales, group)
+        assert fused.gemm_tables is None
+        for m in (1, 3, cpu_fused.FUSED_GEMV_MAX_M, 20):
+            x = torch.randn(m, k).bfloat16()
+            want = reference(layout, bits, w, x)
+            assert_close(cpu_fused.matmul(x, fused), want, torch.bfloat16, tol=1.5e-2)
+            if m <= cpu_fused.FUSED_GEMV_MAX_M:
+                assert_close(cpu_fused.fused_gemv(x, fused), want, torch.bfloat16, tol=1.5e-2)
