@@ -364,6 +364,40 @@ torch::Tensor gemv(torch::Tensor x, torch::Tensor qweight, torch::Tensor scales,
   return y;
 }
 
+// The frame of the one-row kernels below. Threads split the weight's rows (in units of `unit`
+// rows: a packed GPTQ row of 8, an AWQ pair of 2), not its columns: each streams one
+// contiguous part of the weight, which the memory system serves faster than interleaved
+// halves of every row (measured on the 2B shapes: see kPrefetchRows). A part goes through its
+// rows one group segment at a time: segment(u0, u1, u_end, acc, xsum) adds x . codes of units
+// [u0, u1) into acc (N floats, zeroed) and their x into xsum, u_end being where the part ends
+// (for prefetching); then total += s * acc - zb * xsum. Returns the parts' totals added: N
+// floats in the tables' column order.
+template <typename Segment>
+std::vector<float> row_split_sums(int64_t units, int64_t unit, int64_t group, int64_t N, const float* s,
+                                  const float* zb, const Segment& segment) {
+  const int64_t parts = std::max<int64_t>(1, std::min<int64_t>(at::get_num_threads(), units));
+  std::vector<float> partial(parts * N, 0.0f);
+  at::parallel_for(0, parts, 1, [&](int64_t c0, int64_t c1) {
+    std::vector<float> acc(N);
+    for (int64_t c = c0; c < c1; ++c) {
+      float* total = partial.data() + c * N;
+      const int64_t u_end = (c + 1) * units / parts;
+      for (int64_t u0 = c * units / parts; u0 < u_end;) {
+        const int64_t g = u0 * unit / group, u1 = std::min(u_end, (g + 1) * group / unit);
+        std::fill(acc.begin(), acc.end(), 0.0f);
+        float xsum = 0.0f;
+        segment(u0, u1, u_end, acc.data(), xsum);
+        for (int64_t n = 0; n < N; ++n) total[n] += s[g * N + n] * acc[n] - zb[g * N + n] * xsum;
+        u0 = u1;
+      }
+    }
+  });
+  std::vector<float> sums(N, 0.0f);
+  for (int64_t c = 0; c < parts; ++c)
+    for (int64_t n = 0; n < N; ++n) sums[n] += partial[c * N + n];
+  return sums;
+}
+
 // One row of 4-bit GPTQ (decode) with BF16 dot products: a code c becomes the bf16 number
 // 128 + c by setting its bits under 0x4300 (exact for c < 128), so one vdpbf16ps multiplies
 // two rows of 16 columns at once against a pair of x values, and the 128 * sum(x) this adds
@@ -373,84 +407,64 @@ torch::Tensor gemv_gptq4_row(torch::Tensor x, torch::Tensor qweight, torch::Tens
                              int64_t group) {
   TORCH_CHECK(x.dtype() == torch::kBFloat16 && x.is_contiguous() && x.dim() == 2 && x.size(0) == 1, "x: bf16 [1, K]");
   TORCH_CHECK(qweight.dtype() == torch::kInt32 && qweight.is_contiguous(), "qweight: contiguous int32");
-  const int64_t K = x.size(1), N = scales.size(1), groups = K / group;
+  const int64_t K = x.size(1), N = scales.size(1);
   TORCH_CHECK(K % group == 0 && group % 8 == 0 && qweight.size(0) == K / 8 && qweight.size(1) == N, "shapes");
   const uint16_t* xb = reinterpret_cast<const uint16_t*>(x.data_ptr<at::BFloat16>());
   auto y = torch::empty({1, N}, x.options());  // bf16
   const float *sp = scales.data_ptr<float>(), *zp = zeros128_scales.data_ptr<float>();
   const int32_t* qp = qweight.data_ptr<int32_t>();
   uint16_t* yp = reinterpret_cast<uint16_t*>(y.data_ptr<at::BFloat16>());
-  // Threads split the packed rows, not the columns: each streams one contiguous part of the
-  // weight (whole rows), which the memory system serves faster than interleaved halves of
-  // every row (measured on the 2B shapes: see kPrefetchRows), and adds its partial sums.
-  const int64_t rows = K / 8, parts = std::max<int64_t>(1, std::min<int64_t>(at::get_num_threads(), rows));
   const int64_t rows_per_pass = N <= kL1SumColumns ? 1 : kRowsPerPass;
-  std::vector<float> partial(parts * N, 0.0f);
-  at::parallel_for(0, parts, 1, [&](int64_t c0, int64_t c1) {
+  const std::vector<float> sums = row_split_sums(K / 8, 8, group, N, sp, zp, [&](int64_t u0, int64_t u1, int64_t u_end,
+                                                                               float* acc, float& xsum) {
 #if Q2VL_AVX512
     const PairCodes pc;
 #endif
-    std::vector<float> acc(N);
-    for (int64_t c = c0; c < c1; ++c) {
-      float* total = partial.data() + c * N;
-      const int64_t r0 = c * rows / parts, r1 = (c + 1) * rows / parts;
-      for (int64_t seg = r0; seg < r1;) {  // the rows of one group in this part
-        const int64_t g = seg * 8 / group, seg_end = std::min(r1, (g + 1) * group / 8);
-        std::fill(acc.begin(), acc.end(), 0.0f);
-        float xsum = 0.0f;
-        for (int64_t kp = seg; kp < seg_end; kp += rows_per_pass) {
-          const int nk = static_cast<int>(std::min<int64_t>(rows_per_pass, seg_end - kp));
-          float xv[kRowsPerPass][8];
-          for (int i = 0; i < nk; ++i)
-            for (int j = 0; j < 8; ++j) {
-              const uint32_t bits = static_cast<uint32_t>(xb[(kp + i) * 8 + j]) << 16;
-              std::memcpy(&xv[i][j], &bits, 4);
-              xsum += xv[i][j];
-            }
-          int64_t n = 0;
-#if Q2VL_AVX512
-          __m512i xpair[kRowsPerPass][4];
-          for (int i = 0; i < nk; ++i)
-            for (int p = 0; p < 4; ++p) {
-              const uint16_t* xk = xb + (kp + i) * 8 + 2 * p;
-              xpair[i][p] = _mm512_set1_epi32(static_cast<int32_t>(xk[0] | (static_cast<uint32_t>(xk[1]) << 16)));
-            }
-          for (; n + 64 <= N; n += 64) {
-            float* a = acc.data() + n;
-            __m512 r[4];
-            for (int w = 0; w < 4; ++w) r[w] = _mm512_loadu_ps(a + 16 * w);
-            for (int i = 0; i < nk; ++i) {
-              const int32_t* row = qp + (kp + i) * N;
-              if (kp + i + kPrefetchRows < r1)
-                for (int w = 0; w < 4; ++w)
-                  _mm_prefetch(reinterpret_cast<const char*>(row + kPrefetchRows * N + n + 16 * w), _MM_HINT_T0);
-              for (int w = 0; w < 4; ++w) {
-                const __m512i v = _mm512_loadu_si512(row + n + 16 * w);
-                const __m512i lo = _mm512_and_si512(v, pc.low);
-                const __m512i hi = _mm512_and_si512(_mm512_srli_epi16(v, 4), pc.low);
-                for (int p = 0; p < 4; ++p)
-                  r[w] = _mm512_dpbf16_ps(r[w], reinterpret_cast<__m512bh>(pc.pair(p, lo, hi)),
-                                          reinterpret_cast<__m512bh>(xpair[i][p]));
-              }
-            }
-            for (int w = 0; w < 4; ++w) _mm512_storeu_ps(a + 16 * w, r[w]);
-          }
-#endif
-          for (; n < N; ++n)  // ragged columns (and CPUs without AVX512-BF16)
-            for (int i = 0; i < nk; ++i)
-              for (int j = 0; j < 8; ++j)
-                acc[n] += xv[i][j] * static_cast<float>(128 + ((qp[(kp + i) * N + n] >> (4 * j)) & 15));
+    for (int64_t kp = u0; kp < u1; kp += rows_per_pass) {
+      const int nk = static_cast<int>(std::min<int64_t>(rows_per_pass, u1 - kp));
+      float xv[kRowsPerPass][8];
+      for (int i = 0; i < nk; ++i)
+        for (int j = 0; j < 8; ++j) {
+          const uint32_t bits = static_cast<uint32_t>(xb[(kp + i) * 8 + j]) << 16;
+          std::memcpy(&xv[i][j], &bits, 4);
+          xsum += xv[i][j];
         }
-        for (int64_t n = 0; n < N; ++n) total[n] += sp[g * N + n] * acc[n] - zp[g * N + n] * xsum;
-        seg = seg_end;
+      int64_t n = 0;
+#if Q2VL_AVX512
+      __m512i xpair[kRowsPerPass][4];
+      for (int i = 0; i < nk; ++i)
+        for (int p = 0; p < 4; ++p) {
+          const uint16_t* xk = xb + (kp + i) * 8 + 2 * p;
+          xpair[i][p] = _mm512_set1_epi32(static_cast<int32_t>(xk[0] | (static_cast<uint32_t>(xk[1]) << 16)));
+        }
+      for (; n + 64 <= N; n += 64) {
+        float* a = acc + n;
+        __m512 r[4];
+        for (int w = 0; w < 4; ++w) r[w] = _mm512_loadu_ps(a + 16 * w);
+        for (int i = 0; i < nk; ++i) {
+          const int32_t* row = qp + (kp + i) * N;
+          if (kp + i + kPrefetchRows < u_end)
+            for (int w = 0; w < 4; ++w)
+              _mm_prefetch(reinterpret_cast<const char*>(row + kPrefetchRows * N + n + 16 * w), _MM_HINT_T0);
+          for (int w = 0; w < 4; ++w) {
+            const __m512i v = _mm512_loadu_si512(row + n + 16 * w);
+            const __m512i lo = _mm512_and_si512(v, pc.low);
+            const __m512i hi = _mm512_and_si512(_mm512_srli_epi16(v, 4), pc.low);
+            for (int p = 0; p < 4; ++p)
+              r[w] = _mm512_dpbf16_ps(r[w], reinterpret_cast<__m512bh>(pc.pair(p, lo, hi)),
+                                      reinterpret_cast<__m512bh>(xpair[i][p]));
+          }
+        }
+        for (int w = 0; w < 4; ++w) _mm512_storeu_ps(a + 16 * w, r[w]);
       }
+#endif
+      for (; n < N; ++n)  // ragged columns (and CPUs without AVX512-BF16)
+        for (int i = 0; i < nk; ++i)
+          for (int j = 0; j < 8; ++j)
+            acc[n] += xv[i][j] * static_cast<float>(128 + ((qp[(kp + i) * N + n] >> (4 * j)) & 15));
     }
   });
-  for (int64_t n = 0; n < N; ++n) {
-    float sum = 0.0f;
-    for (int64_t c = 0; c < parts; ++c) sum += partial[c * N + n];
-    yp[n] = to_bf16(sum);
-  }
+  for (int64_t n = 0; n < N; ++n) yp[n] = to_bf16(sums[n]);
   return y;
 }
 
@@ -472,82 +486,63 @@ torch::Tensor gemv_awq4_row(torch::Tensor x, torch::Tensor qweight, torch::Tenso
   const int32_t* qp = qweight.data_ptr<int32_t>();
   const int* ord = order.data_ptr<int>();
   uint16_t* yp = reinterpret_cast<uint16_t*>(y.data_ptr<at::BFloat16>());
-  // As in gemv_gptq4_row, threads split the rows (pairs of rows here) and add partial sums,
-  // kept in the words' value order (position b * 128 + j * 16 + lane).
-  const int64_t pairs = K / 2, blocks = words / 16;
-  const int64_t parts = std::max<int64_t>(1, std::min<int64_t>(at::get_num_threads(), pairs));
-  std::vector<float> partial(parts * N, 0.0f);
-  at::parallel_for(0, parts, 1, [&](int64_t c0, int64_t c1) {
+  // Sums in the words' value order (position b * 128 + j * 16 + lane), as the tables.
+  const int64_t blocks = words / 16;
+  const std::vector<float> sums = row_split_sums(K / 2, 2, group, N, sp, zp, [&](int64_t u0, int64_t u1, int64_t u_end,
+                                                                               float* acc, float& xsum) {
 #if Q2VL_AVX512
     const PairCodes pc;
 #endif
-    std::vector<float> acc(N);
-    for (int64_t c = c0; c < c1; ++c) {
-      float* total = partial.data() + c * N;
-      const int64_t p0 = c * pairs / parts, p1 = (c + 1) * pairs / parts;
-      for (int64_t seg = p0; seg < p1;) {  // the row pairs of one group in this part
-        const int64_t g = seg * 2 / group, seg_end = std::min(p1, (g + 1) * group / 2);
-        std::fill(acc.begin(), acc.end(), 0.0f);
-        float xsum = 0.0f;
-        for (int64_t kq = seg; kq < seg_end; kq += 4) {  // up to 4 pairs: a block's sums stay in registers
-          const int np = static_cast<int>(std::min<int64_t>(4, seg_end - kq));
-          float xf[8];
-          uint32_t xpair[4];
-          for (int i = 0; i < np; ++i) {
-            const int64_t k = 2 * (kq + i);
-            xpair[i] = xb[k] | (static_cast<uint32_t>(xb[k + 1]) << 16);
-            for (int h = 0; h < 2; ++h) {
-              const uint32_t bits = static_cast<uint32_t>(xb[k + h]) << 16;
-              std::memcpy(&xf[2 * i + h], &bits, 4);
-              xsum += xf[2 * i + h];
-            }
-          }
-          for (int64_t b = 0; b < blocks; ++b) {
-            float* a = acc.data() + b * 128;
+    for (int64_t kq = u0; kq < u1; kq += 4) {  // up to 4 pairs: a block's sums stay in registers
+      const int np = static_cast<int>(std::min<int64_t>(4, u1 - kq));
+      float xf[8];
+      uint32_t xpair[4];
+      for (int i = 0; i < np; ++i) {
+        const int64_t k = 2 * (kq + i);
+        xpair[i] = xb[k] | (static_cast<uint32_t>(xb[k + 1]) << 16);
+        for (int h = 0; h < 2; ++h) {
+          const uint32_t bits = static_cast<uint32_t>(xb[k + h]) << 16;
+          std::memcpy(&xf[2 * i + h], &bits, 4);
+          xsum += xf[2 * i + h];
+        }
+      }
+      for (int64_t b = 0; b < blocks; ++b) {
+        float* a = acc + b * 128;
 #if Q2VL_AVX512
-            __m512 r[8];
-            for (int j = 0; j < 8; ++j) r[j] = _mm512_loadu_ps(a + 16 * j);
-            for (int i = 0; i < np; ++i) {
-              const int64_t k = 2 * (kq + i);
-              if (k + 9 < 2 * p1) {  // the next 4 pairs' lines of this block
-                _mm_prefetch(reinterpret_cast<const char*>(qp + (k + 8) * words + b * 16), _MM_HINT_T0);
-                _mm_prefetch(reinterpret_cast<const char*>(qp + (k + 9) * words + b * 16), _MM_HINT_T0);
-              }
-              const __m512i v0 = _mm512_loadu_si512(qp + k * words + b * 16);
-              const __m512i v1 = _mm512_loadu_si512(qp + (k + 1) * words + b * 16);
-              const __m512i lo0 = _mm512_and_si512(v0, pc.low), hi0 = _mm512_and_si512(_mm512_srli_epi16(v0, 4), pc.low);
-              const __m512i lo1 = _mm512_and_si512(v1, pc.low), hi1 = _mm512_and_si512(_mm512_srli_epi16(v1, 4), pc.low);
-              const __m512bh xv = reinterpret_cast<__m512bh>(_mm512_set1_epi32(static_cast<int32_t>(xpair[i])));
-              for (int j = 0; j < 8; ++j) {
-                const __m512i pair = j % 2 ? pc.pair(j / 2, hi0, hi1) : pc.pair(j / 2, lo0, lo1);
-                r[j] = _mm512_dpbf16_ps(r[j], reinterpret_cast<__m512bh>(pair), xv);
-              }
-            }
-            for (int j = 0; j < 8; ++j) _mm512_storeu_ps(a + 16 * j, r[j]);
-#else
-            for (int i = 0; i < np; ++i)
-              for (int h = 0; h < 2; ++h) {
-                const int32_t* row = qp + (2 * (kq + i) + h) * words + b * 16;
-                for (int j = 0; j < 8; ++j)
-                  for (int lane = 0; lane < 16; ++lane)
-                    a[16 * j + lane] += xf[2 * i + h] * static_cast<float>(128 + ((row[lane] >> (4 * j)) & 15));
-              }
-#endif
+        __m512 r[8];
+        for (int j = 0; j < 8; ++j) r[j] = _mm512_loadu_ps(a + 16 * j);
+        for (int i = 0; i < np; ++i) {
+          const int64_t k = 2 * (kq + i);
+          if (k + 9 < 2 * u_end) {  // the next 4 pairs' lines of this block
+            _mm_prefetch(reinterpret_cast<const char*>(qp + (k + 8) * words + b * 16), _MM_HINT_T0);
+            _mm_prefetch(reinterpret_cast<const char*>(qp + (k + 9) * words + b * 16), _MM_HINT_T0);
+          }
+          const __m512i v0 = _mm512_loadu_si512(qp + k * words + b * 16);
+          const __m512i v1 = _mm512_loadu_si512(qp + (k + 1) * words + b * 16);
+          const __m512i lo0 = _mm512_and_si512(v0, pc.low), hi0 = _mm512_and_si512(_mm512_srli_epi16(v0, 4), pc.low);
+          const __m512i lo1 = _mm512_and_si512(v1, pc.low), hi1 = _mm512_and_si512(_mm512_srli_epi16(v1, 4), pc.low);
+          const __m512bh xv = reinterpret_cast<__m512bh>(_mm512_set1_epi32(static_cast<int32_t>(xpair[i])));
+          for (int j = 0; j < 8; ++j) {
+            const __m512i pair = j % 2 ? pc.pair(j / 2, hi0, hi1) : pc.pair(j / 2, lo0, lo1);
+            r[j] = _mm512_dpbf16_ps(r[j], reinterpret_cast<__m512bh>(pair), xv);
           }
         }
-        for (int64_t n = 0; n < N; ++n) total[n] += sp[g * N + n] * acc[n] - zp[g * N + n] * xsum;
-        seg = seg_end;
+        for (int j = 0; j < 8; ++j) _mm512_storeu_ps(a + 16 * j, r[j]);
+#else
+        for (int i = 0; i < np; ++i)
+          for (int h = 0; h < 2; ++h) {
+            const int32_t* row = qp + (2 * (kq + i) + h) * words + b * 16;
+            for (int j = 0; j < 8; ++j)
+              for (int lane = 0; lane < 16; ++lane)
+                a[16 * j + lane] += xf[2 * i + h] * static_cast<float>(128 + ((row[lane] >> (4 * j)) & 15));
+          }
+#endif
       }
     }
   });
   for (int64_t b = 0; b < blocks; ++b)
     for (int j = 0; j < 8; ++j)
-      for (int lane = 0; lane < 16; ++lane) {
-        const int64_t pos = b * 128 + j * 16 + lane;
-        float sum = 0.0f;
-        for (int64_t c = 0; c < parts; ++c) sum += partial[c * N + pos];
-        yp[8 * (16 * b + lane) + ord[j]] = to_bf16(sum);
-      }
+      for (int lane = 0; lane < 16; ++lane) yp[8 * (16 * b + lane) + ord[j]] = to_bf16(sums[b * 128 + j * 16 + lane]);
   return y;
 }
 
@@ -813,7 +808,7 @@ int64_t gemm_segment(int64_t group) {
 torch::Tensor gemm(torch::Tensor x, torch::Tensor qweight, torch::Tensor s_tab, torch::Tensor zb_tab,
                    torch::Tensor order, int64_t bits, bool along_k, int64_t group) {
 #if Q2VL_AVX512
-  const Packed w = packed_of(qweight, s_tab, zb_tab, order, bits, along_k, group);
+  const Packed w = packed_of(qweight, s_tab, zb_tab, order, bits, along_k, group);  // w.zeros: the zb table
   const int64_t K = w.K, N = w.N, S = gemm_segment(group);
   TORCH_CHECK(x.dtype() == torch::kBFloat16 && x.is_contiguous() && x.dim() == 2 && x.size(1) == K, "x: bf16 [M, K]");
   TORCH_CHECK(N % kTileN == 0 && S > 0 && K % group == 0, "gemm: N % 128 == 0 and a group of 16 * j rows");
