@@ -1,8 +1,8 @@
 """Kernel benchmark: each quantized-linear path against a bf16 F.linear on the same device.
 
 For the linear shapes of Qwen2-VL-2B and -7B and M = 1, 4, 16, 64, 256, 2048 rows, it
-times every path kernels.dispatch can run (on CPU: torch's int4/int8 ops and torch
-dequantize + matmul; on a GPU: the three Triton paths), reports the speedup over the
+times every path kernels.dispatch can run (on CPU: the C++ GEMV and GEMM, torch's
+int4/int8 ops and torch dequantize + matmul; on a GPU: the three Triton paths), reports the speedup over the
 bf16 linear (> 1 is faster) and the achieved GB/s over the bytes the call must move
 (packed weight + scales + zeros + x + y; for the bf16 linear, its weight + x + y), and
 on a GPU the share of the device's bandwidth. It also cross-compiles the shipped kernel
@@ -10,8 +10,10 @@ configs for sm_80/sm_90 and lists registers, spills and shared memory.
 
     python benchmarks/bench_kernels.py --quick          # 2B shapes, M = 1, 16, 64, 256: ~1-2 min on 2 cores
     python benchmarks/bench_kernels.py --models 7b --m 1 16 --formats gptq4
+    python benchmarks/bench_kernels.py --auto-only --no-compile --name kernels_auto  # every shape and M, the
+                                                        # automatic path only: ~10 min on 2 cores
 
-Writes benchmarks/results/kernels.md and kernels.json (override with --out).
+Writes benchmarks/results/kernels.md and kernels.json (override with --out and --name).
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ import datetime
 import json
 import os
 import platform
+import statistics
 import sys
 import time
 from pathlib import Path
@@ -75,6 +78,28 @@ def time_ms(fn, device: torch.device, min_time: float) -> float:
     return benchmark.Timer("fn()", globals={"fn": fn}).blocked_autorange(min_run_time=min_time).median * 1e3
 
 
+def time_pair_ms(ref_fn, fn, device: torch.device, min_time: float) -> tuple[float, float]:
+    """(ref_fn, fn) times in ms. On CPU the two run in alternating blocks of calls and each
+    gets the median of its blocks: on a shared VM whose speed drifts by 15-35 % within
+    minutes, timing one after the other moved single ratios by +-10 % (issue 17); alternating
+    exposes both to the same drift. On CUDA each is timed by Triton's do_bench."""
+    if device.type == "cuda":
+        return time_ms(ref_fn, device, min_time), time_ms(fn, device, min_time)
+    ref_fn(), fn()  # warm-up: caches, lazily built tables
+    start = time.perf_counter()
+    fn()
+    per_block = max(1, int(0.02 / max(time.perf_counter() - start, 1e-6)))  # ~20 ms blocks
+    times: tuple[list[float], list[float]] = ([], [])
+    start = time.perf_counter()
+    while len(times[0]) < 5 or time.perf_counter() - start < 2 * min_time:
+        for i, f in enumerate((ref_fn, fn)):
+            t0 = time.perf_counter()
+            for _ in range(per_block):
+                f()
+            times[i].append((time.perf_counter() - t0) / per_block * 1e3)
+    return statistics.median(times[0]), statistics.median(times[1])
+
+
 def quant_bytes(fmt: PackedFormat, k: int, n: int, group: int, m: int) -> int:
     groups = k // group
     return 4 * (k * n // fmt.pack) + 2 * groups * n + 4 * groups * (n // fmt.pack) + 2 * m * k + 2 * m * n
@@ -106,7 +131,7 @@ def machine() -> dict:
     return meta
 
 
-def bench_shape(model, proj, k, n, fmt_name, ms, device, min_time, with_reference, log):
+def bench_shape(model, proj, k, n, fmt_name, ms, device, min_time, with_reference, log, auto_only=False):
     layout, bits, group_size = FORMATS[fmt_name]
     fmt = PackedFormat(layout, bits)
     w = random_packed(layout, bits, k, n, group_size, device=device)
@@ -117,16 +142,18 @@ def bench_shape(model, proj, k, n, fmt_name, ms, device, min_time, with_referenc
     rows = []
     for m in ms:
         x = torch.randn(m, k, dtype=torch.bfloat16, device=device)
-        t_lin = time_ms(lambda x=x: F.linear(x, dense), device, min_time)
-        lin_gbs = (2 * k * n + 2 * m * k + 2 * m * n) / t_lin / 1e6
         auto = resolve_path(prepared, m)
         paths = [p for p in available_paths(prepared) if with_reference or p != "reference"]
         if device.type == "cpu":
             paths = [p for p in paths if not p.startswith("triton")]
+        if auto_only:  # what a user's model runs: the slower alternatives take most of the time at M = 2048
+            paths = [auto]
         for path in paths:
             if (path == "triton_decode" and m > 16) or (path == "cpu_gemv" and m > FUSED_GEMV_MAX_M):
                 continue
-            t = time_ms(lambda x=x, path=path: quantized_linear(x, prepared, path=path), device, min_time)
+            t_lin, t = time_pair_ms(lambda x=x: F.linear(x, dense),
+                                    lambda x=x, path=path: quantized_linear(x, prepared, path=path), device, min_time)
+            lin_gbs = (2 * k * n + 2 * m * k + 2 * m * n) / t_lin / 1e6
             gbs = quant_bytes(fmt, k, n, group, m) / t / 1e6
             row = {
                 "model": model, "proj": proj, "k": k, "n": n, "format": fmt_name, "group": group_size, "m": m,
@@ -152,7 +179,8 @@ def markdown(meta: dict, rows: list[dict], compiled: list[dict], args) -> str:
         "",
         "speedup = bf16 F.linear time / path time (> 1: faster than bf16); GB/s over the bytes the call",
         "must move (packed weight + scales + zeros + x + y; bf16: weight + x + y). `*` marks the path",
-        '`quantized_linear(path="auto")` takes. Random weights; median of repeated runs.',
+        '`quantized_linear(path="auto")` takes. Random weights. On CPU each path and the BF16 linear run in',
+        "alternating blocks of calls, the median block of each; on CUDA, Triton's do_bench.",
         "",
     ]
     summary = [r for r in rows if r["auto"]]
@@ -208,9 +236,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--formats", nargs="+", choices=sorted(FORMATS), default=None)
     parser.add_argument("--min-time", type=float, default=None, help="seconds of timing per measurement")
     parser.add_argument("--with-reference", action="store_true", help="also time the (slow) reference path")
+    parser.add_argument("--auto-only", action="store_true", help="time only the path chosen automatically (and BF16)")
     parser.add_argument("--no-compile", action="store_true", help="skip the sm_80/sm_90 cross-compile table")
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--out", type=Path, default=Path(__file__).parent / "results")
+    parser.add_argument("--name", default="kernels", help="results file names: NAME.md and NAME.json")
     args = parser.parse_args(argv)
 
     models = args.models or (["2b"] if args.quick else ["2b", "7b"])
@@ -228,7 +258,8 @@ def main(argv: list[str] | None = None) -> int:
             if args.projs and proj not in args.projs:
                 continue
             for fmt_name in formats:
-                rows += bench_shape(model, proj, k, n, fmt_name, ms, device, min_time, args.with_reference, print)
+                rows += bench_shape(model, proj, k, n, fmt_name, ms, device, min_time, args.with_reference, print,
+                                    auto_only=args.auto_only)
     compiled: list[dict] = []
     if not args.no_compile:
         fmts = tuple(dict.fromkeys(PackedFormat(*FORMATS[f][:2]) for f in formats))
@@ -240,11 +271,11 @@ def main(argv: list[str] | None = None) -> int:
             )
     meta["seconds"] = round(time.perf_counter() - start, 1)
     args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / "kernels.json").write_text(
+    (args.out / f"{args.name}.json").write_text(
         json.dumps({"meta": meta, "results": rows, "compile": compiled}, indent=1) + "\n"
     )
-    (args.out / "kernels.md").write_text(markdown(meta, rows, compiled, sys.argv[1:] if argv is None else argv))
-    print(f"wrote {args.out / 'kernels.md'} and {args.out / 'kernels.json'} in {meta['seconds']} s")
+    (args.out / f"{args.name}.md").write_text(markdown(meta, rows, compiled, sys.argv[1:] if argv is None else argv))
+    print(f"wrote {args.out / (args.name + '.md')} and {args.out / (args.name + '.json')} in {meta['seconds']} s")
     return 0 if all(c["ok"] for c in compiled) else 1
 
 
