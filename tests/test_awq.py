@@ -8,7 +8,7 @@ import torch
 import torch.nn.functional as F
 from transformers import AutoProcessor, AwqConfig, Qwen2VLForConditionalGeneration
 
-from qwen2vl_quant.algorithms.awq import fake_quantize, fold_scales, quantize_weight, search_clip
+from qwen2vl_quant.algorithms.awq import GroupGram, fake_quantize, fold_scales, quantize_weight, search_clip
 from qwen2vl_quant.api import quantize
 from qwen2vl_quant.arch import QWEN2_VL
 from qwen2vl_quant.config import AWQConfig
@@ -171,13 +171,15 @@ def test_search_reads_a_bounded_sample_and_statistics_cover_every_token(tiny):
         seen = data.tokens.tensor().shape[0] if data.tokens else sum(x.shape[0] for x in data.samples.values())
         assert 0 < seen <= 250
     assert set(gathered.clip) == set(CLIPPED) and gathered.clip["mlp.gate_proj"] is gathered.clip["mlp.up_proj"]
-    assert all(0 < sample.tensor().shape[0] <= 50 for sample in gathered.clip.values())
-    # Where scoring a candidate on every token is cheap (this tiny model), every token is used.
-    cheap = AWQConfig(bits=4, group_size=32, search_tokens=250)
+    assert all(0 < gram.tokens <= 50 for gram in gathered.clip.values())
+    # Where scoring a candidate on every token is cheap (this tiny model), every token is used;
+    # clip_tokens=None makes the clip statistics read every token.
+    cheap = AWQConfig(bits=4, group_size=32, search_tokens=250, clip_tokens=None)
     gathered = gather_search_inputs(fresh_layer0(model), LayerRunner(inputs, CPU), QWEN2_VL, cheap)
     for data in gathered.pairs.values():
         seen = data.tokens.tensor().shape[0] if data.tokens else sum(x.shape[0] for x in data.samples.values())
         assert seen == total
+    assert all(gram.tokens == total for gram in gathered.clip.values())
 
 
 # -- search results are data; folding keeps the float function -----------------------------
@@ -286,11 +288,16 @@ def test_layer_step_reports_skip_note_and_clip_lowers_the_error(tiny):
 def test_clip_search_never_loses_to_no_clip():
     torch.manual_seed(1)
     weight, x = torch.randn(40, 128), torch.randn(300, 128)
-    clip = search_clip(weight, x, bits=4, group_size=32, zero_point=True, rows_per_chunk=16)
+    clip = search_clip(weight, GroupGram.of(x, 32).mean(), bits=4, group_size=32, zero_point=True, rows_per_chunk=16)
     assert clip.max_val.shape == (40, 4)
     assert clip.error < clip.unclipped_error and 0 < clip.shrunk_fraction < 1
     org = weight.abs().reshape(40, 4, 32).amax(-1)
     assert (clip.max_val <= org).all() and (clip.max_val >= 0.5 * org - 1e-6).all()
+    factors = clip.max_val / org
+    assert torch.allclose(factors * 20, (factors * 20).round(), atol=1e-4)  # AutoAWQ's ranges, 5 % apart
+    # A finer grid contains the default one: never a higher error.
+    fine = search_clip(weight, GroupGram.of(x, 32).mean(), bits=4, group_size=32, zero_point=True, n_grid=40)
+    assert fine.error <= clip.error and fine.unclipped_error == clip.unclipped_error
 
 
 # -- padding and chunking do not change the result ------------------------------------------
@@ -405,3 +412,19 @@ def test_awq_error_is_clearly_below_round_to_nearest(bits, held_out_errors):
     # stronger of the two RTN baselines here, as well as with the symmetric default.
     assert awq < 0.85 * held_out_errors["RTN zero-point", bits], held_out_errors
     assert awq < 0.85 * held_out_errors["RTN", bits], held_out_errors
+
+
+def test_group_gram_gives_autoawq_clip_objective_and_folds_scales():
+    """e H_g e^T with the streamed Gram matrices = AutoAWQ's mean over tokens of
+    (x_g . e_g)^2, batches added one at a time; mean(scales) = the Gram of x / s."""
+    torch.manual_seed(3)
+    x, e, s = torch.randn(300, 64), torch.randn(5, 64), torch.rand(64) + 0.5
+    gram = GroupGram(64, 32)
+    for part in x.split([7, 100, 193]):
+        gram.add_batch(part)
+    assert gram.tokens == 300
+    direct = (x.reshape(300, 1, 2, 32) * e.reshape(1, 5, 2, 32)).sum(-1).pow(2).mean(0)  # [rows, G]
+    h = gram.mean()
+    via_gram = torch.einsum("ngi,gij,ngj->ng", e.reshape(5, 2, 32), h, e.reshape(5, 2, 32))
+    torch.testing.assert_close(via_gram, direct, rtol=1e-4, atol=1e-5)
+    torch.testing.assert_close(gram.mean(s), GroupGram.of(x / s, 32).mean(), rtol=1e-4, atol=1e-6)

@@ -10,10 +10,10 @@ What it costs (issue 13). One float forward over every calibration sample
 (``gather_search_inputs``) collects all the searches read: each pair's mean |x| over every
 real token, and a bounded sample of its inputs spread evenly over the calibration set
 (``search_tokens`` tokens for the token-wise pairs, whole samples up to that many tokens for
-attention, ``clip_tokens`` tokens per clipped Linear; every token where that is cheap,
-``search_token_budget``), and the candidates are scored on at most ``search_rows`` output
-rows where the spec allows. The 21 candidates of each pair and the clipping grid then cost
-the same for 16 samples or 1,000. Before, every candidate ran the inspected module over
+attention; every token where that is cheap, ``search_token_budget``), and for each clipped
+Linear's input the Gram matrices of its groups over ``clip_tokens`` tokens (``GroupGram``); the
+candidates are scored on at most ``search_rows`` output rows where the spec allows. The 21
+candidates of each pair and the clipping grid then cost the same for 16 samples or 1,000. Before, every candidate ran the inspected module over
 every calibration token and row, and each pair and the clip search ran the float layer
 again to collect their inputs: the cost grew with the samples, 8x GPTQ's at 65
 conversations. Memory is bounded by those samples; losses are float64 sums.
@@ -35,6 +35,7 @@ from ..algorithms.awq import (
     AbsMeanAccumulator,
     ClipSearch,
     Evaluate,
+    GroupGram,
     ScaleSearch,
     fold_scales,
     quantize_weight,
@@ -74,7 +75,7 @@ class PairInputs:
 @dataclass
 class SearchInputs:
     pairs: dict[str, PairInputs]  # by the pair's first Linear
-    clip: dict[str, StridedSample]  # by clipped Linear (Linears reading one input share a sample)
+    clip: dict[str, GroupGram]  # by clipped Linear (Linears reading one input share one)
 
 
 @torch.inference_mode()
@@ -145,14 +146,17 @@ def gather_search_inputs(layer: nn.Module, runner: LayerRunner, spec: ArchSpec, 
             chosen[pair.linears[0]] = set(evenly_spread_samples(counts, budget)) if pair.mixes_tokens else set()
     # Linears of one sequential group read the same input: one sample each, hooked on the first.
     reader = {name: group[0] for group in spec.sequential_groups for name in group}
-    clip = {}
+    clip: dict[str, GroupGram] = {}
     if config.clip:
-        shared: dict[str, StridedSample] = {}
+        shared: dict[str, GroupGram] = {}
         for name in clipped_linears(spec):
-            clip[name] = shared.setdefault(reader[name], StridedSample(total, config.clip_tokens, store))
+            channels = layer.get_submodule(name).in_features
+            clip[name] = shared.setdefault(reader[name], GroupGram(channels, config.group_size, runner.device))
     watched = {reader[name] for name in [*pairs, *clip]}
     order = [name for name in spec.quantized_linears if name in watched]
-    shared_clip = {reader[name]: sample for name, sample in clip.items()}
+    shared_clip = {reader[name]: gram for name, gram in clip.items()}
+    # Which tokens the clip statistics read: clip_tokens of them, evenly spread (None: all).
+    clip_rows = {name: StridedSample(total, config.clip_tokens or total) for name in shared_clip}
     seen = dict.fromkeys(watched, 0)  # samples each hook has seen: the index of the current one
 
     def hook(name: str, x: torch.Tensor, _y: torch.Tensor) -> None:
@@ -165,7 +169,7 @@ def gather_search_inputs(layer: nn.Module, runner: LayerRunner, spec: ArchSpec, 
             elif sample_index in chosen[name]:
                 pair.samples[sample_index] = x.to(store)
         if name in shared_clip:
-            shared_clip[name].add(x)
+            shared_clip[name].add_batch(x[clip_rows[name].rows(x.shape[0])])
 
     # The spec lists the Linears in forward order: nothing after the last one needs to run.
     runner.forward_all(layer, hooks=dict.fromkeys(order, hook), stop_after=order[-1])
@@ -422,14 +426,10 @@ def apply_layer_scales(layer: nn.Module, scales: LayerScales) -> dict[str, torch
 
 
 def clip_inputs(gathered: SearchInputs, scales: LayerScales) -> dict[str, torch.Tensor]:
-    """Each clipped Linear's gathered input tokens as the folded layer feeds them: divided by
-    the scales of the pair that Linear consumes (x / s; float32)."""
+    """Each clipped Linear's input statistics (``GroupGram.mean``) as the folded layer feeds
+    it: of x / s, with s the scales of the pair that Linear consumes."""
     divisor = {name: search.scales for search in scales.searches for name in search.linears}
-    inputs = {}
-    for name, sample in gathered.clip.items():
-        x = sample.tensor().float()
-        inputs[name] = x / divisor[name].to(x.device) if name in divisor else x
-    return inputs
+    return {name: gram.mean(divisor.get(name)) for name, gram in gathered.clip.items()}
 
 
 @torch.inference_mode()
@@ -437,7 +437,7 @@ def search_layer_clips(spec: ArchSpec, config: AWQConfig, weights: dict[str, tor
                        inputs: dict[str, torch.Tensor], seconds: dict[str, float] | None = None,
                        progress: Progress = lambda _what: None) -> dict[str, ClipSearch]:
     """Clipping ranges of the layer's Linears except q/k (AutoAWQ ``_search_best_clip``), for
-    the folded float32 ``weights``, each on a sample of its real input tokens (``clip_inputs``)."""
+    the folded float32 ``weights``, each on its inputs' Gram matrices (``clip_inputs``)."""
     names = clipped_linears(spec)
     clips = {}
     for i, name in enumerate(names):
