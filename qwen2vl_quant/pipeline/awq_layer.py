@@ -11,10 +11,11 @@ What it costs (issue 13). One float forward over every calibration sample
 real token, and a bounded sample of its inputs spread evenly over the calibration set
 (``search_tokens`` tokens for the token-wise pairs, whole samples up to that many tokens for
 attention; every token where that is cheap, ``search_token_budget``), and for each clipped
-Linear's input the Gram matrices of its groups over ``clip_tokens`` tokens (``GroupGram``); the
-candidates are scored on at most ``search_rows`` output rows where the spec allows. The 21
-candidates of each pair and the clipping grid then cost the same for 16 samples or 1,000. Before, every candidate ran the inspected module over
-every calibration token and row, and each pair and the clip search ran the float layer
+Linear's input the Gram matrices of its groups over ``clip_tokens`` tokens
+(``GroupGram``); the candidates are scored on at most ``search_rows`` output rows where the
+spec allows. The 21 candidates of each pair and the clipping grid then cost the same for 16
+samples or 1,000. Before, every candidate ran the inspected module over every calibration
+token and row, and each pair and the clip search ran the float layer
 again to collect their inputs: the cost grew with the samples, 8x GPTQ's at 65
 conversations. Memory is bounded by those samples; losses are float64 sums.
 """
