@@ -11,7 +11,7 @@ configs for sm_80/sm_90 and lists registers, spills and shared memory.
     python benchmarks/bench_kernels.py --quick          # 2B shapes, M = 1, 16, 64, 256: ~1-2 min on 2 cores
     python benchmarks/bench_kernels.py --models 7b --m 1 16 --formats gptq4
     python benchmarks/bench_kernels.py --auto-only --no-compile --name kernels_auto  # every shape and M, the
-                                                        # automatic path only: ~10 min on 2 cores
+                                                        # automatic path only: ~5 min on 2 cores
 
 Writes benchmarks/results/kernels.md and kernels.json (override with --out and --name).
 """
