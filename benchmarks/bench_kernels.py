@@ -2,8 +2,8 @@
 
 For the linear shapes of Qwen2-VL-2B and -7B and M = 1, 4, 16, 64, 256, 2048 rows, it
 times every path kernels.dispatch can run (on CPU: the C++ GEMV and GEMM, torch's
-int4/int8 ops and torch dequantize + matmul; on a GPU: the three Triton paths), reports the speedup over the
-bf16 linear (> 1 is faster) and the achieved GB/s over the bytes the call must move
+int4/int8 ops and torch dequantize + matmul; on a GPU: the three Triton paths), reports
+the speedup over the bf16 linear (> 1 is faster) and the achieved GB/s over the bytes the call must move
 (packed weight + scales + zeros + x + y; for the bf16 linear, its weight + x + y), and
 on a GPU the share of the device's bandwidth. It also cross-compiles the shipped kernel
 configs for sm_80/sm_90 and lists registers, spills and shared memory.

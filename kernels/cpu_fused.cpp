@@ -301,6 +301,43 @@ struct PairCodes {
 inline void store_bf16(uint16_t* out, __m512 values) {
   _mm256_storeu_si256(reinterpret_cast<__m256i*>(out), reinterpret_cast<__m256i>(_mm512_cvtneps_pbh(values)));
 }
+
+// One row of a 128-column 4-bit AWQ tile from the words' value order (src[16 j + lane] is
+// column 8 lane + order[j]: the GEMM's panel positions and the one-row kernel's sums) to
+// natural order as bf16: the rows rounded two at a time, then per 32 output columns two
+// two-source word permutes and a blend. (A scalar loop took 3-6 % of an AWQ GEMM's time at
+// M = 256-2048; it remains below for CPUs without AVX-512.)
+struct AwqTileIndex {  // idx[t][w]: where output word w of the columns 32 t .. 32 t + 31 comes from
+  alignas(64) uint16_t idx[4][32];
+  AwqTileIndex() {
+    for (int t = 0; t < 4; ++t)
+      for (int w = 0; w < 32; ++w) {  // column 32 t + w = 8 lane + p: lane 4 t + w / 8, position p = w % 8
+        const int p = w % 8 % 4;       // p < 4 from b[0], b[1]; p >= 4 the same places in b[2], b[3]
+        idx[t][w] = static_cast<uint16_t>((p / 2) * 32 + (p % 2) * 16 + 4 * t + w / 8);
+      }
+  }
+};
+
+inline void store_awq_tile_bf16(const float* src, uint16_t* dst, const int* order) {
+  static const AwqTileIndex table;
+  int inv[8];
+  for (int j = 0; j < 8; ++j) inv[order[j]] = j;
+  __m512i b[4];  // b[q]: words 0-15 position 2 q, words 16-31 position 2 q + 1
+  for (int q = 0; q < 4; ++q)
+    b[q] = reinterpret_cast<__m512i>(_mm512_cvtne2ps_pbh(_mm512_loadu_ps(src + 16 * inv[2 * q + 1]),
+                                                          _mm512_loadu_ps(src + 16 * inv[2 * q])));
+  for (int t = 0; t < 4; ++t) {
+    const __m512i iv = _mm512_load_si512(table.idx[t]);
+    const __m512i lo = _mm512_permutex2var_epi16(b[0], iv, b[1]), hi = _mm512_permutex2var_epi16(b[2], iv, b[3]);
+    _mm512_storeu_si512(dst + 32 * t, _mm512_mask_blend_epi16(0xF0F0F0F0u, lo, hi));
+  }
+}
+
+#else
+inline void store_awq_tile_bf16(const float* src, uint16_t* dst, const int* order) {
+  for (int j = 0; j < 8; ++j)
+    for (int lane = 0; lane < 16; ++lane) dst[8 * lane + order[j]] = to_bf16(src[16 * j + lane]);
+}
 #endif  // Q2VL_AVX512
 
 template <int M>
@@ -540,9 +577,7 @@ torch::Tensor gemv_awq4_row(torch::Tensor x, torch::Tensor qweight, torch::Tenso
       }
     }
   });
-  for (int64_t b = 0; b < blocks; ++b)
-    for (int j = 0; j < 8; ++j)
-      for (int lane = 0; lane < 16; ++lane) yp[8 * (16 * b + lane) + ord[j]] = to_bf16(sums[b * 128 + j * 16 + lane]);
+  for (int64_t b = 0; b < blocks; ++b) store_awq_tile_bf16(sums.data() + b * 128, yp + b * 128, ord);
   return y;
 }
 
@@ -747,36 +782,6 @@ void decode_panel(const Packed& w, int64_t k0, int64_t k1, int64_t n0, uint32_t*
         }
       }
     }
-  }
-}
-
-// One row of a 128-column 4-bit AWQ tile from the panel's positions (src[16 j + lane] is
-// column 8 lane + order[j]) to natural order as bf16: the rows rounded two at a time, then
-// per 32 output columns two two-source word permutes and a blend. (A scalar loop here took
-// 3-6 % of an AWQ GEMM's time at M = 256-2048.)
-struct AwqTileIndex {  // idx[t][w]: where output word w of the columns 32 t .. 32 t + 31 comes from
-  alignas(64) uint16_t idx[4][32];
-  AwqTileIndex() {
-    for (int t = 0; t < 4; ++t)
-      for (int w = 0; w < 32; ++w) {  // column 32 t + w = 8 lane + p: lane 4 t + w / 8, position p = w % 8
-        const int p = w % 8 % 4;       // p < 4 from b[0], b[1]; p >= 4 the same places in b[2], b[3]
-        idx[t][w] = static_cast<uint16_t>((p / 2) * 32 + (p % 2) * 16 + 4 * t + w / 8);
-      }
-  }
-};
-
-inline void store_awq_tile_bf16(const float* src, uint16_t* dst, const int* order) {
-  static const AwqTileIndex table;
-  int inv[8];
-  for (int j = 0; j < 8; ++j) inv[order[j]] = j;
-  __m512i b[4];  // b[q]: words 0-15 position 2 q, words 16-31 position 2 q + 1
-  for (int q = 0; q < 4; ++q)
-    b[q] = reinterpret_cast<__m512i>(_mm512_cvtne2ps_pbh(_mm512_loadu_ps(src + 16 * inv[2 * q + 1]),
-                                                          _mm512_loadu_ps(src + 16 * inv[2 * q])));
-  for (int t = 0; t < 4; ++t) {
-    const __m512i iv = _mm512_load_si512(table.idx[t]);
-    const __m512i lo = _mm512_permutex2var_epi16(b[0], iv, b[1]), hi = _mm512_permutex2var_epi16(b[2], iv, b[3]);
-    _mm512_storeu_si512(dst + 32 * t, _mm512_mask_blend_epi16(0xF0F0F0F0u, lo, hi));
   }
 }
 
