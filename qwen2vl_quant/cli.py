@@ -146,6 +146,9 @@ def _add_awq(commands: argparse._SubParsersAction) -> None:
                      help="search llm-awq's x_mean^r scales instead of AutoAWQ's x_mean^r / w_mean^(1-r)")
     awq.add_argument("--no-clip", dest="clip", action="store_false", default=d.clip,
                      help="skip the clipping search (default: search a clipping range per group)")
+    awq.add_argument("--clip-cross-groups", type=float, default=d.clip_cross_groups, metavar="W",
+                     help="weight in [0, 1] of the products of different groups' errors in the clipping "
+                     "objective (0: AutoAWQ's per-group search; 1: each row's whole output error)")
     _add_calibration_and_run(awq)
     awq.set_defaults(run=_run_awq)
 
@@ -243,7 +246,7 @@ def _run_gptq(args: argparse.Namespace) -> int:
 
 def _run_awq(args: argparse.Namespace) -> int:
     config = AWQConfig(bits=args.bits, group_size=args.group_size, zero_point=args.zero_point, n_grid=args.n_grid,
-                       duo_scaling=args.duo_scaling, clip=args.clip)
+                       duo_scaling=args.duo_scaling, clip=args.clip, clip_cross_groups=args.clip_cross_groups)
     return _quantize(args, config, f"AWQ {args.bits}-bit, group size {args.group_size}")
 
 

@@ -8,7 +8,9 @@ import torch
 import torch.nn.functional as F
 from transformers import AutoProcessor, AwqConfig, Qwen2VLForConditionalGeneration
 
-from qwen2vl_quant.algorithms.awq import GroupGram, fake_quantize, fold_scales, quantize_weight, search_clip
+import qwen2vl_quant.algorithms.awq as awq_algorithms
+from qwen2vl_quant.algorithms.awq import clip_gram, fake_quantize, fold_scales, quantize_weight, search_clip
+from qwen2vl_quant.algorithms.gptq import HessianAccumulator
 from qwen2vl_quant.api import quantize
 from qwen2vl_quant.arch import QWEN2_VL
 from qwen2vl_quant.config import AWQConfig
@@ -285,19 +287,61 @@ def test_layer_step_reports_skip_note_and_clip_lowers_the_error(tiny):
     assert sum(w < wo for w, wo in zip(with_clip.values(), without.values())) >= len(CLIPPED) - 1
 
 
-def test_clip_search_never_loses_to_no_clip():
+def gram_of(x):
+    """The mean x^T x of tokens x [T, K], as the pipeline makes it (``clip_gram``)."""
+    hessian = HessianAccumulator(x.shape[1])
+    hessian.add_batch(x)
+    return clip_gram(hessian.hessian)
+
+
+def output_error(weight, max_val, x, group_size=32):
+    """Mean over tokens of the squared output error of the clipped, quantized weight,
+    summed over the rows: what the clip search's objective is with cross_groups=1."""
+    q = fake_quantize(weight, bits=4, group_size=group_size, zero_point=True, max_val=max_val)
+    return float((x @ (q - weight).T).pow(2).sum(1).mean())
+
+
+@pytest.mark.parametrize("bf16_products", [False, True])
+def test_clip_search_autoawq_ranges_and_the_cross_group_sweep(bf16_products, monkeypatch):
+    monkeypatch.setattr(awq_algorithms, "_bf16_matmul_is_fast", lambda _device: bf16_products)
+    monkeypatch.setattr(awq_algorithms, "BF16_SWEEP_MIN_MACS", 0)
     torch.manual_seed(1)
-    weight, x = torch.randn(40, 128), torch.randn(300, 128)
-    clip = search_clip(weight, GroupGram.of(x, 32).mean(), bits=4, group_size=32, zero_point=True, rows_per_chunk=16)
-    assert clip.max_val.shape == (40, 4)
-    assert clip.error < clip.unclipped_error and 0 < clip.shrunk_fraction < 1
+    # Correlated inputs: the groups' errors add up in the output, as in a real layer.
+    weight, x = torch.randn(40, 128), torch.randn(300, 128) @ (torch.eye(128) + 0.3 * torch.randn(128, 128))
+    gram = gram_of(x)
+    autoawq = search_clip(weight, gram, bits=4, group_size=32, zero_point=True, cross_groups=0, rows_per_chunk=16)
+    assert autoawq.max_val.shape == (40, 4) and 0 < autoawq.shrunk_fraction < 1
+    assert autoawq.error < autoawq.unclipped_error
     org = weight.abs().reshape(40, 4, 32).amax(-1)
-    assert (clip.max_val <= org).all() and (clip.max_val >= 0.5 * org - 1e-6).all()
-    factors = clip.max_val / org
+    assert (autoawq.max_val <= org).all() and (autoawq.max_val >= 0.5 * org - 1e-6).all()
+    factors = autoawq.max_val / org
     assert torch.allclose(factors * 20, (factors * 20).round(), atol=1e-4)  # AutoAWQ's ranges, 5 % apart
-    # A finer grid contains the default one: never a higher error.
-    fine = search_clip(weight, GroupGram.of(x, 32).mean(), bits=4, group_size=32, zero_point=True, n_grid=40)
-    assert fine.error <= clip.error and fine.unclipped_error == clip.unclipped_error
+    # AutoAWQ's objective: each (row, group) alone, mean over tokens of (x_g . e_g)^2.
+    q = fake_quantize(weight, bits=4, group_size=32, zero_point=True, max_val=autoawq.max_val)
+    per_group = (x.reshape(300, 1, 4, 32) * (q - weight).reshape(1, 40, 4, 32)).sum(-1).pow(2).mean(0).sum()
+    assert autoawq.error == pytest.approx(float(per_group), rel=1e-4)
+    unclipped = output_error(weight, None, x)
+    assert output_error(weight, autoawq.max_val, x) < unclipped
+    # The sweep with the whole output error: it starts from AutoAWQ's choice and lowers the
+    # real output error (coordinate descent); AutoAWQ's own objective can only rise.
+    full = search_clip(weight, gram, bits=4, group_size=32, zero_point=True, cross_groups=1, rows_per_chunk=16)
+    assert output_error(weight, full.max_val, x) < 0.9 * output_error(weight, autoawq.max_val, x)
+    assert full.error >= autoawq.error and full.unclipped_error == autoawq.unclipped_error
+    factors = full.max_val / org
+    assert torch.allclose(factors * 20, (factors * 20).round(), atol=1e-4)
+    # After the sweep the last group is the best range for each row given the others (up
+    # to the rounding of bf16 products).
+    tolerance = 2e-3 if bf16_products else 1e-4
+    for i in range(10):
+        moved = full.max_val.clone()
+        moved[:, -1] = org[:, -1] * (1 - i / 20)
+        q = fake_quantize(weight, bits=4, group_size=32, zero_point=True, max_val=moved)
+        rows_moved = (x @ (q - weight).T).pow(2).mean(0)
+        q = fake_quantize(weight, bits=4, group_size=32, zero_point=True, max_val=full.max_val)
+        rows_kept = (x @ (q - weight).T).pow(2).mean(0)
+        assert (rows_kept <= rows_moved * (1 + tolerance) + 1e-6).all()
+    half = search_clip(weight, gram, bits=4, group_size=32, zero_point=True, rows_per_chunk=7)
+    assert output_error(weight, half.max_val, x) < output_error(weight, autoawq.max_val, x)
 
 
 # -- padding and chunking do not change the result ------------------------------------------
@@ -414,17 +458,16 @@ def test_awq_error_is_clearly_below_round_to_nearest(bits, held_out_errors):
     assert awq < 0.85 * held_out_errors["RTN", bits], held_out_errors
 
 
-def test_group_gram_gives_autoawq_clip_objective_and_folds_scales():
-    """e H_g e^T with the streamed Gram matrices = AutoAWQ's mean over tokens of
-    (x_g . e_g)^2, batches added one at a time; mean(scales) = the Gram of x / s."""
+def test_clip_gram_is_the_mean_gram_and_folds_scales():
+    """clip_gram of the Hessian accumulated batch by batch = x^T x / T; with scales, the
+    Gram matrix of x / s (the folded Linear's inputs)."""
     torch.manual_seed(3)
-    x, e, s = torch.randn(300, 64), torch.randn(5, 64), torch.rand(64) + 0.5
-    gram = GroupGram(64, 32)
+    x, s = torch.randn(300, 64), torch.rand(64) + 0.5
+    hessian = HessianAccumulator(64)
     for part in x.split([7, 100, 193]):
-        gram.add_batch(part)
-    assert gram.tokens == 300
-    direct = (x.reshape(300, 1, 2, 32) * e.reshape(1, 5, 2, 32)).sum(-1).pow(2).mean(0)  # [rows, G]
-    h = gram.mean()
-    via_gram = torch.einsum("ngi,gij,ngj->ng", e.reshape(5, 2, 32), h, e.reshape(5, 2, 32))
-    torch.testing.assert_close(via_gram, direct, rtol=1e-4, atol=1e-5)
-    torch.testing.assert_close(gram.mean(s), GroupGram.of(x / s, 32).mean(), rtol=1e-4, atol=1e-6)
+        hessian.add_batch(part)
+    assert hessian.tokens == 300
+    torch.testing.assert_close(clip_gram(hessian.hessian), x.T @ x / 300, rtol=1e-4, atol=1e-5)
+    hessian = HessianAccumulator(64)
+    hessian.add_batch(x)
+    torch.testing.assert_close(clip_gram(hessian.hessian, s), gram_of(x / s), rtol=1e-4, atol=1e-6)

@@ -12,6 +12,7 @@ or an MLP over calibration tokens) is the pipeline's business, passed in as a ca
 
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import dataclass
 from typing import Callable, Sequence
@@ -61,8 +62,9 @@ class ClipSearch:
     """Clipping range of one Linear: weights of row n, group g are clamped to +-max_val[n, g]."""
 
     max_val: torch.Tensor  # float32 [N, G]
-    # Sums over (row, group) of the mean squared per-group output error on the token sample,
-    # with the chosen ranges and with none (AutoAWQ's objective; cross-group terms ignored).
+    # Sums over (row, group) of the mean squared per-group output error over the tokens
+    # (AutoAWQ's objective, without the cross-group terms), with the chosen ranges and with
+    # none: what clipping gained group by group.
     error: float
     unclipped_error: float
     shrunk_fraction: float  # fraction of (row, group) whose range was shrunk
@@ -90,44 +92,17 @@ class AbsMeanAccumulator:
         return (self.sums / max(1, self.tokens)).float()
 
 
-class GroupGram:
-    """Running mean of x_g^T x_g over the real tokens seen, for each group g of ``group_size``
-    input channels: float32 [G, g, g], what ``search_clip`` needs of a Linear's inputs.
-
-    It holds K * g float64 sums whatever the number of tokens (9.2 MB for a 2B down_proj at
-    group 128, as much as a sample of 512 bf16 tokens), so any number of tokens can be read
-    in one pass; float64 so that hundreds of thousands of tokens add up without drift.
-    """
-
-    def __init__(self, channels: int, group_size: int, device: torch.device | str = "cpu") -> None:
-        if channels % group_size:
-            raise ValueError(f"group size {group_size} does not divide the input size {channels}")
-        self.group_size = group_size
-        self.sums = torch.zeros(channels // group_size, group_size, group_size, dtype=torch.float64, device=device)
-        self.tokens = 0
-
-    def add_batch(self, x: torch.Tensor) -> None:
-        """x: [tokens, K], real tokens only."""
-        x = x.reshape(-1, x.shape[-1]).to(self.sums.device, torch.float32)
-        xg = x.reshape(x.shape[0], -1, self.group_size).transpose(0, 1)  # [G, T, g]
-        self.sums += torch.bmm(xg.transpose(1, 2), xg).double()
-        self.tokens += x.shape[0]
-
-    def mean(self, scales: torch.Tensor | None = None) -> torch.Tensor:
-        """float32 [G, g, g]; with ``scales`` [K], the Gram matrices of x / scales (the inputs
-        of the folded Linear): entry (i, j) divided by s_i * s_j."""
-        gram = (self.sums / max(1, self.tokens)).float()
-        if scales is not None:
-            s = scales.float().to(gram.device).reshape(gram.shape[0], self.group_size)
-            gram = gram / (s[:, :, None] * s[:, None, :])
-        return gram
-
-    @classmethod
-    def of(cls, x: torch.Tensor, group_size: int) -> "GroupGram":
-        """The statistics of one batch of tokens x [T, K]."""
-        gram = cls(x.shape[-1], group_size, x.device)
-        gram.add_batch(x)
-        return gram
+def clip_gram(hessian: torch.Tensor, scales: torch.Tensor | None = None) -> torch.Tensor:
+    """What ``search_clip`` reads of a Linear's inputs: their mean x^T x over the real
+    tokens, float32 [K, K], from GPTQ's Hessian (2/n sum x x^T, ``HessianAccumulator``),
+    **in place** (its K x K matrix is not needed afterwards, and a copy would be 321 MB for a
+    2B down_proj). With ``scales`` [K]: the Gram matrix of x / scales, the inputs of the
+    folded Linear (entry (i, j) divided by s_i * s_j)."""
+    gram = hessian.mul_(0.5)
+    if scales is not None:
+        s = scales.float().to(gram.device)
+        gram.div_(s[:, None]).div_(s[None, :])
+    return gram
 
 
 def weight_mean(weights: Sequence[torch.Tensor], group_size: int) -> torch.Tensor:
@@ -310,59 +285,118 @@ def search_clip(
     zero_point: bool,
     n_grid: int = 20,
     max_shrink: float = 0.5,
+    cross_groups: float = 0.5,
     rows_per_chunk: int = 256,
 ) -> ClipSearch:
-    """Best clipping range per output row and group (AutoAWQ ``_compute_best_clip``).
+    """Best clipping range per output row and group: AutoAWQ's ``_compute_best_clip``, then
+    one pass that also weighs how the groups' errors add up in the row's output.
 
-    weight: [N, K] (already scaled); gram: float32 [G, g, g], the mean x_g^T x_g of the
-    Linear's real input tokens (already divided by the scales: ``GroupGram.mean``). For
-    i < max_shrink * n_grid the range max|w| of each group is shrunk by (1 - i / n_grid),
-    the group fake-quantized, and its partial output x_g @ w_g compared with the float one;
-    each (row, group) keeps its best range.
+    weight: [N, K] (already scaled); gram: float32 [K, K], the mean x^T x of the Linear's
+    real input tokens (of x / s: ``clip_gram``). Candidates: for i < max_shrink * n_grid the
+    range max|w| of each group shrunk by (1 - i / n_grid) (AutoAWQ's 10 ranges, 5 % apart).
+    With e the error q - w of a row, the mean squared output error over the tokens is
+    e G e^T = sum_g e_g G_gg e_g^T + sum_{g != h} e_g G_gh e_h^T.
 
-    AutoAWQ's objective, mean over tokens of (x_g . (q_g - w_g))^2, is e H_g e^T with
-    e = q_g - w_g and H_g = ``gram[g]``: the same value up to float rounding, at a cost that
-    does not depend on the number of tokens.
-    n_grid: AutoAWQ's 20 (10 ranges, 5 % apart). A grid twice as fine lowered the held-out
-    error on the 2B shapes (0.1152 -> 0.1106, issue 13) but raised it by 30 % on the test
-    model with outlier channels (0.163 -> 0.212); a likely reason: the objective ignores the
-    products of the groups' errors, which stronger clipping can make larger. Output rows are
-    processed ``rows_per_chunk`` at a time, so memory stays at a few times their weights.
+    1. AutoAWQ: each (row, group) alone keeps the range with the least e_g G_gg e_g^T (its
+       objective, mean over tokens of (x_g . e_g)^2, with the Gram matrix instead of the
+       tokens: the same value, a cost that does not depend on the number of tokens).
+    2. ``cross_groups`` > 0: one sweep over the groups in order; each (row, group) takes the
+       range that minimises the objective with the cross terms weighted by ``cross_groups``,
+       the other groups' ranges as chosen so far (coordinate descent: the objective never
+       rises). 1 is the row's whole output error; 0 skips the sweep (AutoAWQ). Why 0.5
+       (issue 13, README "Against GPTQModel"): on the 2B shapes, every token, the held-out
+       error was 0.1124 with AutoAWQ's search, 0.0946 with the whole error and 0.0928 with
+       half of the cross terms (0.0933 with bf16 products); on the test model's Int8 the whole error cost 10 % (0.0178
+       -> 0.0195), half of it 2 %: the Gram matrix of a calibration set estimates the
+       cross terms less well than the groups' own, and weighing them by half hedges.
+    Memory: ``rows_per_chunk`` rows at a time, every candidate's error of those rows
+    (10 x their float32 weights: 92 MB for 256 rows of a 2B down_proj), and for the sweep a
+    bf16 copy of the Gram matrix where bf16 products are fast (160 MB for a 2B down_proj).
+    The sweep costs N K^2 multiply-adds (0.7 s for a 2B down_proj on 2 Zen 4 cores in bf16,
+    1.6 s in float32), as much as one GPTQ Hessian of N tokens.
     """
     rows, columns = weight.shape
+    if columns % group_size:
+        raise ValueError(f"group size {group_size} does not divide the input size {columns}")
     groups = columns // group_size
-    if gram.shape != (groups, group_size, group_size):
-        raise ValueError(f"gram must be [{groups}, {group_size}, {group_size}], got {list(gram.shape)}")
+    if gram.shape != (columns, columns):
+        raise ValueError(f"gram must be [{columns}, {columns}], got {list(gram.shape)}")
     gram = gram.float()
-    steps = max(1, int(max_shrink * n_grid))
-    best_all, err_all, base_all = [], [], []
+    blocks = torch.stack([gram[g * group_size:(g + 1) * group_size, g * group_size:(g + 1) * group_size]
+                          for g in range(groups)])  # [G, g, g]
+    factors = torch.tensor([1 - i / n_grid for i in range(max(1, int(max_shrink * n_grid)))], device=weight.device)
+    # The sweep's products in bf16 where that is fast and the sweep long enough to matter:
+    # each cross term then carries a relative error of about 0.3 %, which can flip a near
+    # tie between two ranges, so small Linears keep float32 (it costs them nothing).
+    sweep = cross_groups > 0 and groups > 1
+    bf16 = sweep and rows * columns * columns >= BF16_SWEEP_MIN_MACS and _bf16_matmul_is_fast(gram.device.type)
+    products = gram.to(torch.bfloat16) if bf16 else gram
+    max_vals, error, unclipped_error = [], 0.0, 0.0
     for start in range(0, rows, rows_per_chunk):
         w = weight[start : start + rows_per_chunk].detach().float()
         n = w.shape[0]
-        w_groups = w.reshape(n, groups, group_size)
-        org_max = w_groups.abs().amax(dim=-1)  # [n, G]
-        best = org_max.clone()
-        min_err = torch.full_like(org_max, float("inf"))
-        base = None
-        for i in range(steps):
-            max_val = org_max * (1 - i / n_grid)
-            q = fake_quantize(w, bits=bits, group_size=group_size, zero_point=zero_point, max_val=max_val)
-            e = q.reshape(n, groups, group_size).sub_(w_groups).transpose(0, 1)  # [G, n, g]
-            err = (torch.bmm(e, gram) * e).sum(dim=-1).T  # [n, G]
-            if base is None:
-                base = err
-            better = err < min_err
-            min_err = torch.where(better, err, min_err)
-            best = torch.where(better, max_val, best)
-        best_all.append(best)
-        err_all.append(min_err)
-        base_all.append(base)
-    max_val = torch.cat(best_all)
-    errors, base = torch.cat(err_all), torch.cat(base_all)
+        org_max = w.reshape(n, groups, group_size).abs().amax(dim=-1)  # [n, G]
+        errors = torch.stack([fake_quantize(w, bits=bits, group_size=group_size, zero_point=zero_point,
+                                            max_val=org_max * f) for f in factors.tolist()])
+        errors = errors.sub_(w).reshape(len(factors), n, groups, group_size)  # [S, n, G, g]
+        by_group = errors.permute(2, 0, 1, 3).reshape(groups, -1, group_size)
+        own = (torch.bmm(by_group, blocks) * by_group).sum(-1).reshape(groups, len(factors), n).permute(1, 2, 0)
+        choice = own.argmin(dim=0)  # [n, G]; the first minimum: the least shrink among equals
+        if sweep:
+            _sweep_with_cross_terms(errors, own, choice, products, cross_groups)
+        max_vals.append(org_max * factors[choice])
+        error += float(own.gather(0, choice[None]).sum(dtype=torch.float64))
+        unclipped_error += float(own[0].sum(dtype=torch.float64))
+    max_val = torch.cat(max_vals)
     org = weight.detach().float().reshape(rows, groups, group_size).abs().amax(dim=-1)
-    return ClipSearch(
-        max_val=max_val,
-        error=float(errors.sum(dtype=torch.float64)),
-        unclipped_error=float(base.sum(dtype=torch.float64)),
-        shrunk_fraction=float((max_val < org).float().mean()),
-    )
+    return ClipSearch(max_val=max_val, error=error, unclipped_error=unclipped_error,
+                      shrunk_fraction=float((max_val < org).float().mean()))
+
+
+def _sweep_with_cross_terms(errors: torch.Tensor, own: torch.Tensor, choice: torch.Tensor,
+                            products: torch.Tensor, weight: float) -> None:
+    """Step 2 of ``search_clip`` for one chunk of rows: updates ``choice`` [n, G] in place.
+
+    errors [S, n, G, g]: every candidate's q - w; own [S, n, G]: their e_g G_gg e_g^T;
+    products: the Gram matrix G [K, K] in the dtype the products are taken in.
+    ``current`` holds each row's error with the ranges chosen so far (the new ones for the
+    groups already visited), so for group h, with its own columns zeroed,
+    cross = sum_{f != h} e_f G_fh is one product with G's block of columns h; moving a row's
+    group h from e_h to e changes the objective by own(e) - own(e_h) + 2 * weight *
+    (e - e_h) . cross. N K^2 multiply-adds in all.
+    """
+    steps, n, groups, group_size = errors.shape
+    rows = torch.arange(n, device=errors.device)
+    current = errors[choice, rows[:, None], torch.arange(groups, device=errors.device)]  # [n, G, g]
+    current = current.reshape(n, -1).to(products.dtype)
+    for h in range(groups):
+        cols = slice(h * group_size, (h + 1) * group_size)
+        current[:, cols] = 0
+        cross = (current @ products[cols].T).float()  # [n, g]; G is symmetric: rows h = columns h
+        candidates = errors[:, :, h]  # [S, n, g]
+        value = own[:, :, h] + (2 * weight) * (candidates * cross).sum(-1)  # [S, n]
+        choice[:, h] = value.argmin(dim=0)
+        current[:, cols] = candidates[choice[:, h], rows].to(products.dtype)
+
+
+# search_clip's sweep takes its products in bf16 from this many multiply-adds (N K^2) on: every
+# Linear of the 2B and larger shapes (v_proj 0.6 G), none of the hidden-256 test models.
+BF16_SWEEP_MIN_MACS = 2**28
+
+
+@functools.lru_cache(maxsize=None)
+def _bf16_matmul_is_fast(device_type: str) -> bool:
+    """True on CUDA and on CPUs with bf16 dot products (AVX512-BF16 or AMX): there a bf16
+    product is 2.4x a float32 one (AMD EPYC Zen 4, the sweep's [256, 8960] x [8960, 128]);
+    elsewhere bf16 is emulated and slower. A property of the machine, not a timing, so the
+    same machine always takes the same path (AWQ's output is deterministic)."""
+    if device_type == "cuda":
+        return True
+    if device_type != "cpu":
+        return False
+    try:
+        with open("/proc/cpuinfo") as f:
+            flags = next((line.split(":", 1)[1].split() for line in f if line.startswith("flags")), [])
+    except OSError:
+        return False
+    return "avx512_bf16" in flags or "amx_bf16" in flags

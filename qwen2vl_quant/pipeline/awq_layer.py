@@ -11,13 +11,14 @@ What it costs (issue 13). One float forward over every calibration sample
 real token, and a bounded sample of its inputs spread evenly over the calibration set
 (``search_tokens`` tokens for the token-wise pairs, whole samples up to that many tokens for
 attention; every token where that is cheap, ``search_token_budget``), and for each clipped
-Linear's input the Gram matrices of its groups over ``clip_tokens`` tokens
-(``GroupGram``); the candidates are scored on at most ``search_rows`` output rows where the
-spec allows. The 21 candidates of each pair and the clipping grid then cost the same for 16
-samples or 1,000. Before, every candidate ran the inspected module over every calibration
-token and row, and each pair and the clip search ran the float layer
-again to collect their inputs: the cost grew with the samples, 8x GPTQ's at 65
-conversations. Memory is bounded by those samples; losses are float64 sums.
+Linear's input its K x K Gram matrix over ``clip_tokens`` tokens (GPTQ's
+``HessianAccumulator``); the candidates are scored on at most ``search_rows`` output rows
+where the spec allows. The 21 candidates of each pair and the clipping search then cost the
+same for 16 samples or 1,000 (only the Gram matrix's sums grow, as GPTQ's do). Before,
+every candidate ran the inspected module over every calibration token and row, and each
+pair and the clip search ran the float layer again to collect their inputs: the cost grew
+with the samples, 8x GPTQ's at 65 conversations. Memory is bounded by those samples and
+the K x K matrices; losses are float64 sums.
 """
 
 from __future__ import annotations
@@ -35,8 +36,8 @@ from torch.func import functional_call
 from ..algorithms.awq import (
     AbsMeanAccumulator,
     ClipSearch,
+    clip_gram,
     Evaluate,
-    GroupGram,
     ScaleSearch,
     fold_scales,
     quantize_weight,
@@ -44,6 +45,7 @@ from ..algorithms.awq import (
     search_scales,
     weight_mean,
 )
+from ..algorithms.gptq import HessianAccumulator
 from ..arch import ArchSpec, SmoothingPair
 from ..config import AWQConfig
 from ..modules import replace_module
@@ -76,7 +78,7 @@ class PairInputs:
 @dataclass
 class SearchInputs:
     pairs: dict[str, PairInputs]  # by the pair's first Linear
-    clip: dict[str, GroupGram]  # by clipped Linear (Linears reading one input share one)
+    clip: dict[str, HessianAccumulator]  # by clipped Linear (Linears reading one input share one)
 
 
 @torch.inference_mode()
@@ -147,12 +149,12 @@ def gather_search_inputs(layer: nn.Module, runner: LayerRunner, spec: ArchSpec, 
             chosen[pair.linears[0]] = set(evenly_spread_samples(counts, budget)) if pair.mixes_tokens else set()
     # Linears of one sequential group read the same input: one sample each, hooked on the first.
     reader = {name: group[0] for group in spec.sequential_groups for name in group}
-    clip: dict[str, GroupGram] = {}
+    clip: dict[str, HessianAccumulator] = {}
     if config.clip:
-        shared: dict[str, GroupGram] = {}
+        shared: dict[str, HessianAccumulator] = {}
         for name in clipped_linears(spec):
             channels = layer.get_submodule(name).in_features
-            clip[name] = shared.setdefault(reader[name], GroupGram(channels, config.group_size, runner.device))
+            clip[name] = shared.setdefault(reader[name], HessianAccumulator(channels, runner.device))
     watched = {reader[name] for name in [*pairs, *clip]}
     order = [name for name in spec.quantized_linears if name in watched]
     shared_clip = {reader[name]: gram for name, gram in clip.items()}
@@ -427,10 +429,17 @@ def apply_layer_scales(layer: nn.Module, scales: LayerScales) -> dict[str, torch
 
 
 def clip_inputs(gathered: SearchInputs, scales: LayerScales) -> dict[str, torch.Tensor]:
-    """Each clipped Linear's input statistics (``GroupGram.mean``) as the folded layer feeds
-    it: of x / s, with s the scales of the pair that Linear consumes."""
+    """Each clipped Linear's input Gram matrix (``clip_gram``) as the folded layer feeds it:
+    of x / s, with s the scales of the pair that Linear consumes. Linears reading one input
+    share one accumulator and one scale vector: one matrix, made once (in place)."""
     divisor = {name: search.scales for search in scales.searches for name in search.linears}
-    return {name: gram.mean(divisor.get(name)) for name, gram in gathered.clip.items()}
+    made: dict[int, torch.Tensor] = {}
+    grams = {}
+    for name, hessian in gathered.clip.items():
+        if id(hessian) not in made:
+            made[id(hessian)] = clip_gram(hessian.hessian, divisor.get(name))
+        grams[name] = made[id(hessian)]
+    return grams
 
 
 @torch.inference_mode()
@@ -438,7 +447,7 @@ def search_layer_clips(spec: ArchSpec, config: AWQConfig, weights: dict[str, tor
                        inputs: dict[str, torch.Tensor], seconds: dict[str, float] | None = None,
                        progress: Progress = lambda _what: None) -> dict[str, ClipSearch]:
     """Clipping ranges of the layer's Linears except q/k (AutoAWQ ``_search_best_clip``), for
-    the folded float32 ``weights``, each on its inputs' Gram matrices (``clip_inputs``)."""
+    the folded float32 ``weights``, each on its inputs' Gram matrix (``clip_inputs``)."""
     names = clipped_linears(spec)
     clips = {}
     for i, name in enumerate(names):
@@ -447,7 +456,7 @@ def search_layer_clips(spec: ArchSpec, config: AWQConfig, weights: dict[str, tor
         weight = weights[name]
         clips[name] = search_clip(weight, inputs[name].to(weight.device), bits=config.bits,
                                   group_size=config.group_size, zero_point=config.zero_point,
-                                  max_shrink=config.max_shrink)
+                                  max_shrink=config.max_shrink, cross_groups=config.clip_cross_groups)
         _spread(seconds, [name], time.perf_counter() - start)
     return clips
 
@@ -483,6 +492,6 @@ def _notes(name: str, scales: LayerScales, clip: ClipSearch | None) -> str:
     if name in scales.skipped:
         notes.append(scales.skipped[name])
     if clip is not None:
-        notes.append(f"clipped {clip.shrunk_fraction:.0%} of groups, error {clip.error:.4g} "
+        notes.append(f"clipped {clip.shrunk_fraction:.0%} of groups, per-group error {clip.error:.4g} "
                      f"(unclipped {clip.unclipped_error:.4g})")
     return "; ".join(notes)
