@@ -18,6 +18,13 @@ $TORCH_EXTENSIONS_DIR (default ~/.cache/torch_extensions):
                    dot products, scales and zeros applied once per group; elsewhere, every
                    thread dequantizes its own blocks of columns and multiplies them with a
                    single-threaded matmul. No dense copy of the weight either way.
+    dense_matmul   long prompts (from dense_switch() rows): the weight dequantized to bf16 in
+                   column blocks of at most DENSE_BLOCK_BYTES, each multiplied by torch's
+                   matmul. Dequantizing costs about 1 ms per 2B gate/up projection whatever
+                   M is, under 1 % of a 2048-row product, where torch's matmul (oneDNN)
+                   outruns our GEMM, which applies the scales and zeros once per group (6-10 %
+                   of its time at 256 rows: measured by applying them once per 512 rows).
+                   The block is a transient working set, freed after the call.
 
 Where the build fails (no compiler, headers missing, QWEN2VL_QUANT_NO_CPP=1), ``extension()``
 returns None once, with one log line, and dispatch.py keeps torch's paths.
@@ -203,6 +210,65 @@ def matmul(x: torch.Tensor, w: FusedWeight) -> torch.Tensor:
     else:
         y = ext.dequant_mm(xb, w.qweight, w.scales, w.zeros, w.order, w.bits, w.along_k, w.group, *dequant_blocks(w))
     return y.to(x.dtype)
+
+
+DENSE_BLOCK_BYTES = 32 << 20  # the transient bf16 block of dense_matmul: 2B gate/up (27.5 MB) whole
+DENSE_MIN_M = 2048  # dense_switch() where dense_matmul is not clearly ahead at DENSE_PROBE_M rows
+DENSE_PROBE_M = (64, 256)  # rows at which dense_switch() compares the two, fewest first
+DENSE_CLEAR_WIN = 0.9  # dense_matmul's time over matmul's that counts as clearly ahead
+
+
+def dense_matmul(x: torch.Tensor, w: FusedWeight, block_bytes: int = DENSE_BLOCK_BYTES) -> torch.Tensor:
+    """x [M, K] -> [M, N] in x's dtype: bf16 blocks of W (the reference's numbers) times x."""
+    ext = extension()
+    xb = x.to(torch.bfloat16).contiguous()
+    k, n = w.in_features, w.out_features
+    columns = min(n, max(GEMM_TILE_N, block_bytes // (2 * k) // GEMM_TILE_N * GEMM_TILE_N))
+    block = torch.empty(k, columns, dtype=torch.bfloat16)
+    if columns == n:
+        ext.dequant(w.qweight, w.scales, w.zeros, w.order, w.bits, w.along_k, w.group, 0, n, block)
+        return (xb @ block).to(x.dtype)
+    y = torch.empty(xb.shape[0], n, dtype=torch.bfloat16)
+    for n0 in range(0, n, columns):
+        n1 = min(n, n0 + columns)
+        ext.dequant(w.qweight, w.scales, w.zeros, w.order, w.bits, w.along_k, w.group, n0, n1, block)
+        y[:, n0:n1] = xb @ block[:, : n1 - n0]
+    return y.to(x.dtype)
+
+
+_dense_switch: dict[int, int] = {}
+
+
+def dense_switch() -> int:
+    """The fewest rows from which dense_matmul replaces matmul on this machine, measured once
+    per process and thread count (about 50 ms).
+
+    Measured here (Zen 4: AVX512-BF16, no AMX; 2 threads): at 64 rows matmul is ahead (the
+    probe's ratio 1.2-1.3), at 256 the two are even (1.0-1.08), at 512 and 1024 about even
+    on the 2B and 7B shapes, and at 2048 dense_matmul is ahead on every shape and format:
+    in the kernel benchmark 0.89-0.97x a BF16 linear, where matmul gave 0.84-0.98x. Hence
+    DENSE_MIN_M where the probe finds the two close. A CPU whose bf16 matmul is far faster
+    than our GEMM (AMX tiles; none here to measure) shows dense_matmul clearly ahead at 64
+    or 256 rows, and switches there.
+    """
+    threads = torch.get_num_threads()
+    if threads not in _dense_switch:
+        _dense_switch[threads] = _measure_dense_switch()
+        log.debug("cpu_dequant from %d rows (%d threads)", _dense_switch[threads], threads)
+    return _dense_switch[threads]
+
+
+def _measure_dense_switch(k: int = 1536, n: int = 1536, group: int = 128) -> int:
+    gen = torch.Generator().manual_seed(0)
+    words = lambda *shape: torch.randint(-(2**31), 2**31 - 1, shape, generator=gen, dtype=torch.int32)  # noqa: E731
+    scales = (torch.rand(k // group, n, generator=gen) + 0.5).to(torch.float16) / 256
+    w = prepare_fused(PackedFormat("gptq", 4), words(k // 8, n), words(k // group, n // 8), scales, group)
+    with torch.no_grad():
+        for m in DENSE_PROBE_M:
+            x = torch.randn(m, k, generator=gen).to(torch.bfloat16)
+            if _best_of(lambda: dense_matmul(x, w)) < DENSE_CLEAR_WIN * _best_of(lambda: matmul(x, w)):
+                return m
+    return DENSE_MIN_M
 
 
 _switch: dict[tuple, int] = {}

@@ -13,6 +13,8 @@ Paths (path="auto" picks the first that applies):
                            dequantize + GEMV on the packed words
            cpu_gemm        larger M: a GEMM with BF16 dot products on the codes (AVX512-BF16),
                            elsewhere per-thread dequantized blocks times torch's matmul
+           cpu_dequant     M >= the measured dense switch (DENSE_MIN_M = 2048 where the probe
+                           finds the two close): C++ dequantize, in column blocks, + torch.matmul
     CPU, where the C++ kernels cannot be built (one log line says why):
            cpu_int4        4-bit, M <= CPU_INT4_MAX_M: torch's int4 op (cpu.py; runs in bf16)
            cpu_int8        8-bit, M <= CPU_INT8_MAX_M (grouped: CPU_INT8_GROUPED_MAX_M):
@@ -71,7 +73,7 @@ from .reference import dequantize, pack_rows, unpack_rows
 from .torch_dequant import dequantize_torch
 
 TRITON_PATHS = ("triton_decode", "triton_gemm", "triton_dequant")
-CPU_PATHS = ("cpu_gemv", "cpu_gemm", "cpu_int4", "cpu_int8")
+CPU_PATHS = ("cpu_gemv", "cpu_gemm", "cpu_dequant", "cpu_int4", "cpu_int8")
 PATHS = TRITON_PATHS + CPU_PATHS + ("torch_dequant", "reference")
 # Where torch's CPU ops stop beating torch_dequant + matmul (their cost grows with M,
 # dequantizing does not); measured on 2 cores, benchmarks/results/kernels.md.
@@ -106,6 +108,7 @@ class PreparedWeight:
     sorted_qweight: torch.Tensor | None
     fused: FusedWeight | None  # what the C++ kernels read besides sorted_qweight (CPU)
     gemv_max_m: int  # cpu_gemv up to this many rows (measured once per shape on this machine)
+    dense_min_m: int  # cpu_dequant from this many rows (measured once per machine; 0: no C++ kernels)
     unsupported: tuple[tuple[str, str], ...]  # (path, reason) for paths this weight cannot use
     available: tuple[str, ...] = ()  # paths that can run it, in order of preference (prepare)
     calls: Counter = field(default_factory=Counter)  # (M, path) -> calls, for the benchmark
@@ -167,7 +170,7 @@ def prepare(
         sorted_qweight = qweight if perm is None else _permute_rows(fmt, qweight, perm)
         if k // group > 1 and group % 16:
             unsupported += [(p, f"group size {group} is not a multiple of 16") for p in TRITON_PATHS]
-    fused, gemv_max_m = None, 0
+    fused, gemv_max_m, dense_min_m = None, 0, 0
     if device.type == "cpu":
         why4 = int4_unsupported(fmt, k, n, group)
         why8 = int8_unsupported(fmt, k, n, group)
@@ -175,14 +178,15 @@ def prepare(
         if permutable and cpu_fused.extension() is not None:
             fused = prepare_fused(fmt, sorted_qweight, qzeros, scales, group)
             gemv_max_m = cpu_fused.gemv_switch(fused)
+            dense_min_m = cpu_fused.dense_switch()
         else:
             why = cpu_fused.failure or "g_idx is not a permutation of contiguous groups"
-            unsupported += [(p, f"C++ CPU kernels unavailable: {why}") for p in ("cpu_gemv", "cpu_gemm")]
+            unsupported += [(p, f"C++ CPU kernels unavailable: {why}") for p in ("cpu_gemv", "cpu_gemm", "cpu_dequant")]
     if perm is not None:
         perm = perm.to(device)
     unsupported = tuple(unsupported)
     return PreparedWeight(fmt, k, n, group, device, qweight, qzeros, scales, g_idx, perm, sorted_qweight, fused,
-                          gemv_max_m, unsupported, _available_paths(device, unsupported))
+                          gemv_max_m, dense_min_m, unsupported, _available_paths(device, unsupported))
 
 
 def _available_paths(device: torch.device, unsupported: tuple[tuple[str, str], ...]) -> tuple[str, ...]:
@@ -223,7 +227,9 @@ def resolve_path(prepared: PreparedWeight, m: int, path: str = "auto", calibrati
     if prepared.fused is not None:
         if m <= prepared.gemv_max_m:
             return "cpu_gemv"
-        return "torch_dequant" if calibrating else "cpu_gemm"
+        if calibrating:
+            return "torch_dequant"
+        return "cpu_dequant" if m >= prepared.dense_min_m else "cpu_gemm"
     if "cpu_int4" in available and m <= CPU_INT4_MAX_M:
         return "cpu_int4"
     if "cpu_int8" in available:
@@ -275,6 +281,8 @@ def quantized_linear(
             y = fused_gemv(xk, p.fused)
         elif chosen == "cpu_gemm":
             y = cpu_fused.matmul(xk, p.fused)
+        elif chosen == "cpu_dequant":
+            y = cpu_fused.dense_matmul(xk, p.fused)
         elif chosen == "cpu_int4":
             y = int4_matmul(xk, p.cpu_op_weight())
         elif chosen == "cpu_int8":

@@ -8,6 +8,7 @@ import platform
 import subprocess
 import sys
 import textwrap
+import time
 
 import pytest
 import torch
@@ -56,14 +57,14 @@ def _prepared(layout, bits, k, n, group, act_order):
 @pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
 def test_fused_paths_match_the_reference(layout, bits, k, n, group, act_order, dtype):
     w, p = _prepared(layout, bits, k, n, group, act_order)
-    assert {"cpu_gemv", "cpu_gemm"} <= set(available_paths(p))
+    assert {"cpu_gemv", "cpu_gemm", "cpu_dequant"} <= set(available_paths(p))
     # The gemm where the CPU has AVX512-BF16 and N % 128 == 0, per-thread dequantize + matmul elsewhere.
     assert (p.fused.gemm_tables is not None) == (cpu_fused.extension().has_gemm and n % 128 == 0)
     for m in (1, 2, 5, 6, 7, cpu_fused.FUSED_GEMV_MAX_M):  # the gemm's blocks of 6 rows, and tails
         x = torch.randn(m, k).to(dtype)
-        for path in ("cpu_gemv", "cpu_gemm"):
-            # Both round x to bf16 (for fp16) and sum in float32; the gemm's weight is exact
-            # (codes and scales apart), the fallback's is rounded to bf16 as the reference's.
+        for path in ("cpu_gemv", "cpu_gemm", "cpu_dequant"):
+            # All round x to bf16 (for fp16) and sum in float32; the gemm's weight is exact
+            # (codes and scales apart), the dequantized blocks' rounded to bf16 as the reference's.
             assert_close(quantized_linear(x, p, path=path), reference(layout, bits, w, x), dtype, tol=1.5e-2)
     x = torch.randn(37, k).to(dtype)
     assert resolve_path(p, 37) == "cpu_gemm"
@@ -97,15 +98,47 @@ def test_one_copy_of_the_weight_and_the_measured_switch():
     assert 0 <= p.gemv_max_m <= cpu_fused.FUSED_GEMV_MAX_M
     key = (512, 256, 4, True, 128, torch.get_num_threads())
     assert cpu_fused._switch[key] == p.gemv_max_m  # measured once, cached for the process
-    for m in (1, 3, 8, 9, 300):
+    assert p.dense_min_m in cpu_fused.DENSE_PROBE_M + (cpu_fused.DENSE_MIN_M,)
+    assert cpu_fused._dense_switch[torch.get_num_threads()] == p.dense_min_m  # once per machine
+    for m in (1, 3, 8, 9, 300, cpu_fused.DENSE_MIN_M):
         quantized_linear(torch.randn(m, 512).bfloat16(), p)
-        want = "cpu_gemv" if m <= p.gemv_max_m else "cpu_gemm"
+        want = "cpu_gemv" if m <= p.gemv_max_m else "cpu_dequant" if m >= p.dense_min_m else "cpu_gemm"
         assert resolve_path(p, m) == want
     assert not p._op_tables  # torch's int4 tables (a second copy) were never built
     # Calibration keeps its dequantize-once cache for the layer's many samples.
     assert resolve_path(p, 300, calibrating=True) == "torch_dequant"
     with pytest.raises(ValueError, match="at most"):
         quantized_linear(torch.randn(9, 512).bfloat16(), p, path="cpu_gemv")
+
+
+@pytest.mark.parametrize("layout,bits,group", [("gptq", 4, 128), ("awq", 4, 64), ("gptq", 8, -1)])
+def test_dense_blocks_give_the_whole_weight_product(layout, bits, group):
+    """cpu_dequant in column blocks (the last one ragged) gives what one block gives, and
+    that is x times the reference weight in bf16."""
+    k, n = 256, 640
+    w = random_packed(layout, bits, k, n, group)
+    fused = cpu_fused.prepare_fused(PackedFormat(layout, bits), w.qweight, w.qzeros, w.scales, w.group)
+    x = torch.randn(70, k).bfloat16()
+    whole = cpu_fused.dense_matmul(x, fused)
+    dense = dequantize(layout, w.qweight, w.qzeros, w.scales, w.group, bits, w.g_idx, dtype=torch.bfloat16)
+    assert torch.equal(whole, x @ dense)
+    blocks = cpu_fused.dense_matmul(x, fused, block_bytes=2 * k * 256)  # 256 + 256 + 128 columns
+    assert_close(blocks, whole.float(), torch.bfloat16, tol=1e-2)
+
+
+def test_the_dense_switch_follows_the_measurement(monkeypatch):
+    """Where torch's matmul is clearly ahead of ours (as with AMX tiles), the probe switches
+    at its fewest rows; where the two are close, at DENSE_MIN_M."""
+    slowed = cpu_fused.matmul
+
+    def slow(x, w):
+        time.sleep(0.005)
+        return slowed(x, w)
+
+    monkeypatch.setattr(cpu_fused, "matmul", slow)
+    assert cpu_fused._measure_dense_switch() == cpu_fused.DENSE_PROBE_M[0]
+    monkeypatch.setattr(cpu_fused, "matmul", cpu_fused.dense_matmul)  # the same time, within noise
+    assert cpu_fused._measure_dense_switch() == cpu_fused.DENSE_MIN_M
 
 
 def test_torch_ops_remain_by_name_and_switched_off(monkeypatch):

@@ -1,6 +1,6 @@
 """End to end on CPU: a quantized model generates the same greedy tokens with the fast
 kernel paths (the C++ kernels: fused GEMV and the BF16-dot-product GEMM, each forced to take
-the decode steps once, the GEMM for prompts; and, where no compiler is present, torch's
+the decode steps once, the GEMM or the dequantized blocks for prompts; and, where no compiler is present, torch's
 int4/int8 ops) as with the reference path (dequantize to the compute dtype, then matmul) --
 issues 7 and 17.
 
@@ -66,13 +66,16 @@ def record_paths(model) -> tuple[dict[str, int], list]:
 # torch's int8 op takes one scale per output channel: grouped Int8 runs it once per group
 # (kernels/cpu.py). With the C++ kernels, the switch between gemv and gemm (measured per
 # shape at load: on the small model the gemm often wins from one row on) is forced, so that
-# each kernel takes the decode steps in some case.
+# each kernel takes the decode steps in some case; so is the switch to the dequantized blocks
+# (measured once per machine: from 2048 rows here), so that they take the prompts in some.
 @pytest.mark.parametrize("bits, group_size, decode_path, prefill_path, cpp", [
     (4, 128, "cpu_gemv", "cpu_gemm", True),
     (4, 128, "cpu_gemm", "cpu_gemm", True),
+    (4, 128, "cpu_gemv", "cpu_dequant", True),
     (8, -1, "cpu_gemv", "cpu_gemm", True),
     (8, 128, "cpu_gemv", "cpu_gemm", True),
     (8, 128, "cpu_gemm", "cpu_gemm", True),
+    (8, 128, "cpu_gemm", "cpu_dequant", True),
     (4, 128, "cpu_int4", None, False),  # prompts take cpu_int4 or torch_dequant by length
     (8, 128, "cpu_int8", None, False),
 ])
@@ -83,6 +86,8 @@ def test_fast_path_generates_the_reference_tokens(tmp_path, prompts, bits, group
     else:
         rows = cpu_fused.FUSED_GEMV_MAX_M if decode_path == "cpu_gemv" else 0
         monkeypatch.setattr(cpu_fused, "gemv_switch", lambda weight: rows)
+        dense_from = cpu_fused.FUSED_GEMV_MAX_M + 1 if prefill_path == "cpu_dequant" else 10**9
+        monkeypatch.setattr(cpu_fused, "dense_switch", lambda: dense_from)
     out = tmp_path / f"gptq-{bits}-{group_size}"
     quantize_checkpoint(MODEL, out, GPTQConfig(bits=bits, group_size=group_size), calib_data=MODEL / "calib.jsonl",
                         calibration=CalibrationConfig(num_samples=8), show_progress=False)
