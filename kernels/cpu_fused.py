@@ -44,6 +44,7 @@ from pathlib import Path
 
 import torch
 
+from .cpu_info import cpu_flags, cpu_model
 from .layout import PackedFormat, check_packed
 from .reference import AWQ_PACK_ORDER, awq_unpack_cols, unpack_cols
 
@@ -61,13 +62,7 @@ failure: str | None = None  # why the extension is not there, once tried
 
 def _cpu_signature() -> str:
     """The CPU's model and flags: -march=native code is only valid on the CPU it was built for."""
-    text = platform.processor()
-    try:
-        with open("/proc/cpuinfo") as f:
-            text += "".join(line for line in f if line.startswith(("model name", "flags")))[:4096]
-    except OSError:
-        pass
-    return text
+    return f"{platform.processor()} {cpu_model()} {' '.join(sorted(cpu_flags()))}"
 
 
 def extension():

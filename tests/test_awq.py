@@ -172,7 +172,10 @@ def test_search_reads_a_bounded_sample_and_statistics_cover_every_token(tiny):
         assert data.x_mean.tokens == total > 250
         seen = data.tokens.tensor().shape[0] if data.tokens else sum(x.shape[0] for x in data.samples.values())
         assert 0 < seen <= 250
-    assert set(gathered.clip) == set(CLIPPED) and gathered.clip["mlp.gate_proj"] is gathered.clip["mlp.up_proj"]
+    # One statistic per input: v (read with q, k), o, gate + up (one input), down.
+    assert set(gathered.clip_reader) == set(CLIPPED)
+    assert gathered.clip_reader["mlp.up_proj"] == gathered.clip_reader["mlp.gate_proj"] == "mlp.gate_proj"
+    assert set(gathered.clip) == {"self_attn.q_proj", "self_attn.o_proj", "mlp.gate_proj", "mlp.down_proj"}
     assert all(0 < gram.tokens <= 50 for gram in gathered.clip.values())
     # Where scoring a candidate on every token is cheap (this tiny model), every token is used;
     # clip_tokens=None makes the clip statistics read every token.
@@ -291,7 +294,7 @@ def gram_of(x):
     """The mean x^T x of tokens x [T, K], as the pipeline makes it (``clip_gram``)."""
     hessian = HessianAccumulator(x.shape[1])
     hessian.add_batch(x)
-    return clip_gram(hessian.hessian)
+    return clip_gram(hessian)
 
 
 def output_error(weight, max_val, x, group_size=32):
@@ -467,7 +470,11 @@ def test_clip_gram_is_the_mean_gram_and_folds_scales():
     for part in x.split([7, 100, 193]):
         hessian.add_batch(part)
     assert hessian.tokens == 300
-    torch.testing.assert_close(clip_gram(hessian.hessian), x.T @ x / 300, rtol=1e-4, atol=1e-5)
+    torch.testing.assert_close(clip_gram(hessian), x.T @ x / 300, rtol=1e-4, atol=1e-5)
+    # The matrix was handed over and changed in place: the accumulator is spent.
+    for use in (lambda: clip_gram(hessian), lambda: hessian.hessian, lambda: hessian.add_batch(x)):
+        with pytest.raises(RuntimeError, match="handed over"):
+            use()
     hessian = HessianAccumulator(64)
     hessian.add_batch(x)
-    torch.testing.assert_close(clip_gram(hessian.hessian, s), gram_of(x / s), rtol=1e-4, atol=1e-6)
+    torch.testing.assert_close(clip_gram(hessian, s), gram_of(x / s), rtol=1e-4, atol=1e-6)

@@ -141,6 +141,22 @@ def test_the_dense_switch_follows_the_measurement(monkeypatch):
     assert cpu_fused._measure_dense_switch() == cpu_fused.DENSE_MIN_M
 
 
+@pytest.mark.skipif(not os.path.exists("/proc/cpuinfo"), reason="reads Linux's /proc/cpuinfo")
+def test_the_build_is_keyed_by_the_cpu_model_and_flags():
+    """-march=native code runs only on the CPU it was built for: the extension's name hashes
+    the CPU's model and flags, read once (kernels/cpu_info.py, shared with AWQ and the
+    benchmark reports)."""
+    from qwen2vl_quant.kernels.cpu_info import cpu_flags, cpu_model
+
+    text = open("/proc/cpuinfo").read()
+    model = next((line.split(":", 1)[1].strip() for line in text.splitlines() if line.startswith("model name")), None)
+    flags = next((line.split(":", 1)[1].split() for line in text.splitlines() if line.startswith("flags")), None)
+    if model is None or flags is None:
+        pytest.skip("this /proc/cpuinfo names no model or flags (not x86)")
+    assert cpu_model() == model and cpu_flags() == frozenset(flags)
+    assert model in cpu_fused._cpu_signature() and all(flag in cpu_fused._cpu_signature() for flag in flags)
+
+
 def test_torch_ops_remain_by_name_and_switched_off(monkeypatch):
     w, p = _prepared("gptq", 4, 256, 64, 64, False)
     x = torch.randn(3, 256).bfloat16()

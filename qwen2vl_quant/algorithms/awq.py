@@ -19,6 +19,8 @@ from typing import Callable, Sequence
 
 import torch
 
+from ..kernels.cpu_info import cpu_flags
+from .gptq import HessianAccumulator
 from .weights import QuantizedWeight
 from .quantizer import Grid, fit_grid, quantize_codes
 
@@ -92,13 +94,13 @@ class AbsMeanAccumulator:
         return (self.sums / max(1, self.tokens)).float()
 
 
-def clip_gram(hessian: torch.Tensor, scales: torch.Tensor | None = None) -> torch.Tensor:
+def clip_gram(accumulator: HessianAccumulator, scales: torch.Tensor | None = None) -> torch.Tensor:
     """What ``search_clip`` reads of a Linear's inputs: their mean x^T x over the real
-    tokens, float32 [K, K], from GPTQ's Hessian (2/n sum x x^T, ``HessianAccumulator``),
-    **in place** (its K x K matrix is not needed afterwards, and a copy would be 321 MB for a
-    2B down_proj). With ``scales`` [K]: the Gram matrix of x / scales, the inputs of the
+    tokens, float32 [K, K], made from GPTQ's Hessian (2/n sum x x^T) **in place**: the
+    accumulator hands its matrix over (``take``; a copy would be 321 MB for a 2B down_proj)
+    and is spent. With ``scales`` [K]: the Gram matrix of x / scales, the inputs of the
     folded Linear (entry (i, j) divided by s_i * s_j)."""
-    gram = hessian.mul_(0.5)
+    gram = accumulator.take().mul_(0.5)
     if scales is not None:
         s = scales.float().to(gram.device)
         gram.div_(s[:, None]).div_(s[None, :])
@@ -392,11 +394,4 @@ def _bf16_matmul_is_fast(device_type: str) -> bool:
     same machine always takes the same path (AWQ's output is deterministic)."""
     if device_type == "cuda":
         return True
-    if device_type != "cpu":
-        return False
-    try:
-        with open("/proc/cpuinfo") as f:
-            flags = next((line.split(":", 1)[1].split() for line in f if line.startswith("flags")), [])
-    except OSError:
-        return False
-    return "avx512_bf16" in flags or "amx_bf16" in flags
+    return device_type == "cpu" and bool({"avx512_bf16", "amx_bf16"} & cpu_flags())

@@ -54,13 +54,26 @@ class HessianAccumulator:
     @property
     def hessian(self) -> torch.Tensor:
         """The full symmetric matrix (the upper triangle mirrored in place on first use)."""
+        self._check_not_taken()
         if not self._symmetric:
             symmetrize_from_lower(self.lower_triangle)
             self._symmetric = True
         return self.lower_triangle
 
+    def take(self) -> torch.Tensor:
+        """The full matrix, handed over for the caller to change in place (AWQ's clip_gram
+        does, saving a K x K copy): the accumulator is spent, so nothing reads it changed."""
+        matrix = self.hessian
+        self.lower_triangle = None
+        return matrix
+
+    def _check_not_taken(self) -> None:
+        if self.lower_triangle is None:
+            raise RuntimeError("this HessianAccumulator's matrix was handed over by take()")
+
     def add_batch(self, x: torch.Tensor, token_mask: torch.Tensor | None = None) -> None:
         """x: [..., K] inputs of the Linear; token_mask: bool [...] marking real tokens."""
+        self._check_not_taken()
         x = x.reshape(-1, x.shape[-1])
         if token_mask is not None:
             x = x[token_mask.reshape(-1).to(x.device)]

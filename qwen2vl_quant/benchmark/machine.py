@@ -18,6 +18,8 @@ from typing import Any
 
 import torch
 
+from ..kernels.cpu_info import cpu_model
+
 # Distributions whose versions change the numbers (quantized loaders, attention kernels).
 LIBRARIES = ("torch", "transformers", "triton", "accelerate", "optimum", "gptqmodel", "flash-attn", "safetensors",
              "tokenizers", "qwen2vl-quant")
@@ -44,16 +46,6 @@ def machine_info(device: str | torch.device | None = None) -> dict[str, Any]:
         "git_commit": git_commit(),
     }
     return info
-
-
-def cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
 
 
 def ram_bytes() -> int | None:

@@ -78,7 +78,10 @@ class PairInputs:
 @dataclass
 class SearchInputs:
     pairs: dict[str, PairInputs]  # by the pair's first Linear
-    clip: dict[str, HessianAccumulator]  # by clipped Linear (Linears reading one input share one)
+    # The clip statistics, one per input that clipped Linears read, by its reader (the first
+    # Linear of the sequential group reading it), and each clipped Linear's reader.
+    clip: dict[str, HessianAccumulator]
+    clip_reader: dict[str, str]
 
 
 @torch.inference_mode()
@@ -149,17 +152,13 @@ def gather_search_inputs(layer: nn.Module, runner: LayerRunner, spec: ArchSpec, 
             chosen[pair.linears[0]] = set(evenly_spread_samples(counts, budget)) if pair.mixes_tokens else set()
     # Linears of one sequential group read the same input: one sample each, hooked on the first.
     reader = {name: group[0] for group in spec.sequential_groups for name in group}
-    clip: dict[str, HessianAccumulator] = {}
-    if config.clip:
-        shared: dict[str, HessianAccumulator] = {}
-        for name in clipped_linears(spec):
-            channels = layer.get_submodule(name).in_features
-            clip[name] = shared.setdefault(reader[name], HessianAccumulator(channels, runner.device))
-    watched = {reader[name] for name in [*pairs, *clip]}
+    clip_reader = {name: reader[name] for name in clipped_linears(spec)} if config.clip else {}
+    clip = {first: HessianAccumulator(layer.get_submodule(first).in_features, runner.device)
+            for first in clip_reader.values()}
+    watched = {reader[name] for name in pairs} | set(clip)
     order = [name for name in spec.quantized_linears if name in watched]
-    shared_clip = {reader[name]: gram for name, gram in clip.items()}
     # Which tokens the clip statistics read: clip_tokens of them, evenly spread (None: all).
-    clip_rows = {name: StridedSample(total, config.clip_tokens or total) for name in shared_clip}
+    clip_rows = {name: StridedSample(total, config.clip_tokens or total) for name in clip}
     seen = dict.fromkeys(watched, 0)  # samples each hook has seen: the index of the current one
 
     def hook(name: str, x: torch.Tensor, _y: torch.Tensor) -> None:
@@ -171,12 +170,12 @@ def gather_search_inputs(layer: nn.Module, runner: LayerRunner, spec: ArchSpec, 
                 pair.tokens.add(x)
             elif sample_index in chosen[name]:
                 pair.samples[sample_index] = x.to(store)
-        if name in shared_clip:
-            shared_clip[name].add_batch(x[clip_rows[name].rows(x.shape[0])])
+        if name in clip:
+            clip[name].add_batch(x[clip_rows[name].rows(x.shape[0])])
 
     # The spec lists the Linears in forward order: nothing after the last one needs to run.
     runner.forward_all(layer, hooks=dict.fromkeys(order, hook), stop_after=order[-1])
-    return SearchInputs(pairs, clip)
+    return SearchInputs(pairs, clip, clip_reader)
 
 
 # What one forward call costs beyond its multiply-adds (Python, dispatch, small-op overhead),
@@ -430,16 +429,14 @@ def apply_layer_scales(layer: nn.Module, scales: LayerScales) -> dict[str, torch
 
 def clip_inputs(gathered: SearchInputs, scales: LayerScales) -> dict[str, torch.Tensor]:
     """Each clipped Linear's input Gram matrix (``clip_gram``) as the folded layer feeds it:
-    of x / s, with s the scales of the pair that Linear consumes. Linears reading one input
-    share one accumulator and one scale vector: one matrix, made once (in place)."""
+    of x / s, with s the scales of the pair that consumes that input (one vector for all the
+    Linears reading it). One matrix per input, made from its accumulator, which is spent."""
     divisor = {name: search.scales for search in scales.searches for name in search.linears}
-    made: dict[int, torch.Tensor] = {}
-    grams = {}
-    for name, hessian in gathered.clip.items():
-        if id(hessian) not in made:
-            made[id(hessian)] = clip_gram(hessian.hessian, divisor.get(name))
-        grams[name] = made[id(hessian)]
-    return grams
+    folded_by: dict[str, torch.Tensor | None] = {}
+    for name, first in gathered.clip_reader.items():
+        folded_by.setdefault(first, divisor.get(name))
+    grams = {first: clip_gram(gathered.clip[first], s) for first, s in folded_by.items()}
+    return {name: grams[first] for name, first in gathered.clip_reader.items()}
 
 
 @torch.inference_mode()
