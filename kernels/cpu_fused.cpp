@@ -4,7 +4,8 @@
 //             computed per group as s * (sum_k x q) - (z s) * (sum_k x): the codes are decoded
 //             once per weight word and used by every row (one row of 4-bit: gemv_*4_row).
 // gemm:       prompts, AVX512-BF16: the codes as bf16 in an L2 panel, BF16 dot products,
-//             scales and zeros once per segment of a group (see its comment below).
+//             scales and zeros once per segment of a group; from 128 rows, the panel
+//             dequantized to bf16 weights once per chunk instead (see its comment below).
 // dequant_mm: prompts elsewhere: per thread, blocks of W as bf16 (dequant_rows) times x.
 // dequant:    a block of columns of W as bf16 [K, n1 - n0], (q - z) * s in float32 rounded to
 //             nearest even once (what reference.py gives for bf16); tests check it bit for bit.
@@ -722,6 +723,13 @@ torch::Tensor dequant_mm(torch::Tensor x, torch::Tensor qweight, torch::Tensor s
 //   y[m, n] = sum_seg s[g, n] * acc[m, n] - (z[g, n] + base) * s[g, n] * sum_seg x[m, k]
 // with base 128 (4-bit) or 0 (8-bit). Tiles of 128 columns, split across threads; in a tile,
 // rows of x in blocks of 6 against 64 columns: 24 float32 accumulators in registers.
+// With dequantized_panel (cpu_fused.py: from DEQUANTIZED_PANEL_ROWS rows), the panel is
+// turned into the weights themselves,
+// s * code - zb rounded to bf16 (the reference's numbers, up to float32 rounding), once per
+// chunk, and every row block runs down the whole chunk with no epilogue per group: applying
+// the scales per group cost the code panel 6-10 % at 256 rows; dequantizing the panel costs
+// a fixed amount per chunk, which fewer rows do not amortise (2B shapes, Zen 4: even at 64
+// rows, the dequantized panel ahead on every shape and format at 128, 256, 1024 and 2048).
 constexpr int64_t kTileN = 128;   // columns per tile (16 words of 4-bit AWQ)
 constexpr int64_t kChunkK = 512;  // rows of W decoded at a time: a 128 KB panel (L2)
 constexpr int kRowBlock = 6;
@@ -785,14 +793,11 @@ void decode_panel(const Packed& w, int64_t k0, int64_t k1, int64_t n0, uint32_t*
   }
 }
 
-// acc = x[rows, pairs] . panel; then y_tile[rows, 64] += s * acc - zb * xsum (one segment).
+// acc[r] += x[r, pairs] . panel's 64 columns, BF16 dot products: both GEMM kernels' inner loop
+// (inlined, so that the 24 accumulators stay in registers).
 template <int MR>
-inline void panel_kernel(const uint16_t* x, int64_t ldx, const uint32_t* panel, int64_t pairs, float* yt,
-                         const float* s, const float* zb, const float* xsum, int64_t xs_stride) {
-  __m512 acc[MR][4];
-#pragma GCC unroll 8
-  for (int r = 0; r < MR; ++r)
-    for (int v = 0; v < 4; ++v) acc[r][v] = _mm512_setzero_ps();
+__attribute__((always_inline)) inline void dot_panel(const uint16_t* x, int64_t ldx, const uint32_t* panel,
+                                                     int64_t pairs, __m512 (&acc)[MR][4]) {
   for (int64_t kp = 0; kp < pairs; ++kp) {
     const uint32_t* b = panel + kp * kTileN;
     const __m512bh b0 = reinterpret_cast<__m512bh>(_mm512_loadu_si512(b));
@@ -810,6 +815,17 @@ inline void panel_kernel(const uint16_t* x, int64_t ldx, const uint32_t* panel, 
       acc[r][3] = _mm512_dpbf16_ps(acc[r][3], b3, xv);
     }
   }
+}
+
+// acc = x[rows, pairs] . panel; then y_tile[rows, 64] += s * acc - zb * xsum (one segment).
+template <int MR>
+inline void panel_kernel(const uint16_t* x, int64_t ldx, const uint32_t* panel, int64_t pairs, float* yt,
+                         const float* s, const float* zb, const float* xsum, int64_t xs_stride) {
+  __m512 acc[MR][4];
+#pragma GCC unroll 8
+  for (int r = 0; r < MR; ++r)
+    for (int v = 0; v < 4; ++v) acc[r][v] = _mm512_setzero_ps();
+  dot_panel<MR>(x, ldx, panel, pairs, acc);
 #pragma GCC unroll 4
   for (int v = 0; v < 4; ++v) {
     const __m512 sv = _mm512_loadu_ps(s + 16 * v), zv = _mm512_loadu_ps(zb + 16 * v);
@@ -827,6 +843,57 @@ using PanelKernel = void (*)(const uint16_t*, int64_t, const uint32_t*, int64_t,
 constexpr PanelKernel kPanelKernels[kRowBlock + 1] = {nullptr,          panel_kernel<1>, panel_kernel<2>,
                                                       panel_kernel<3>, panel_kernel<4>, panel_kernel<5>,
                                                       panel_kernel<6>};
+
+// The panel's code pairs -> pairs of dequantized weights s * code - zb, rounded to bf16
+// (nearest even), for rows [k0, k1) of the tile at n0; tables in the panel's positions.
+void dequantize_panel(uint32_t* panel, int64_t k0, int64_t k1, int64_t n0, int64_t N, int64_t group,
+                      const float* s_tab, const float* zb_tab) {
+  const __m512i top = _mm512_set1_epi32(static_cast<int32_t>(0xFFFF0000u)), one = _mm512_set1_epi32(1),
+                half = _mm512_set1_epi32(0x7FFF);
+  auto round_bits = [&](__m512 v) {
+    const __m512i b = _mm512_castps_si512(v);
+    return _mm512_add_epi32(b, _mm512_add_epi32(half, _mm512_and_si512(_mm512_srli_epi32(b, 16), one)));
+  };
+  for (int64_t g0 = k0, g1; g0 < k1; g0 = g1) {
+    const int64_t g = g0 / group;
+    g1 = std::min(k1, (g + 1) * group);
+    __m512 sv[8], zv[8];
+    for (int v = 0; v < 8; ++v) {
+      sv[v] = _mm512_loadu_ps(s_tab + g * N + n0 + 16 * v);
+      zv[v] = _mm512_loadu_ps(zb_tab + g * N + n0 + 16 * v);
+    }
+    for (int64_t k = g0; k < g1; k += 2) {
+      uint32_t* row = panel + (k - k0) / 2 * kTileN;
+      for (int v = 0; v < 8; ++v) {
+        const __m512i pr = _mm512_loadu_si512(row + 16 * v);
+        const __m512 lo = _mm512_castsi512_ps(_mm512_slli_epi32(pr, 16));
+        const __m512 hi = _mm512_castsi512_ps(_mm512_and_si512(pr, top));
+        const __m512i rl = _mm512_srli_epi32(round_bits(_mm512_fmsub_ps(lo, sv[v], zv[v])), 16);
+        const __m512i rh = _mm512_and_si512(round_bits(_mm512_fmsub_ps(hi, sv[v], zv[v])), top);
+        _mm512_storeu_si512(row + 16 * v, _mm512_or_si512(rl, rh));
+      }
+    }
+  }
+}
+
+// acc = x[rows, pairs] . panel (dequantized weights) over the whole chunk; y_tile[rows, 64]
+// = acc on the first chunk, += acc after.
+template <int MR>
+inline void dequantized_kernel(const uint16_t* x, int64_t ldx, const uint32_t* panel, int64_t pairs, float* yt,
+                               bool first) {
+  __m512 acc[MR][4];
+#pragma GCC unroll 8
+  for (int r = 0; r < MR; ++r)
+    for (int v = 0; v < 4; ++v) acc[r][v] = first ? _mm512_setzero_ps() : _mm512_loadu_ps(yt + r * kTileN + 16 * v);
+  dot_panel<MR>(x, ldx, panel, pairs, acc);
+#pragma GCC unroll 8
+  for (int r = 0; r < MR; ++r)
+    for (int v = 0; v < 4; ++v) _mm512_storeu_ps(yt + r * kTileN + 16 * v, acc[r][v]);
+}
+using DequantizedKernel = void (*)(const uint16_t*, int64_t, const uint32_t*, int64_t, float*, bool);
+constexpr DequantizedKernel kDequantizedKernels[kRowBlock + 1] = {
+    nullptr, dequantized_kernel<1>, dequantized_kernel<2>, dequantized_kernel<3>,
+    dequantized_kernel<4>, dequantized_kernel<5>, dequantized_kernel<6>};
 #endif  // Q2VL_AVX512
 
 // Rows per segment for gemm: the group, or a divisor of it when the group is long (per
@@ -841,16 +908,17 @@ int64_t gemm_segment(int64_t group) {
 // (see decode_panel), zb = (zeros + base) * scales with base 128 for 4-bit, 0 for 8-bit.
 // Needs AVX512-BF16 (has_gemm), N % 128 == 0 and a segment (gemm_segment(group) > 0).
 torch::Tensor gemm(torch::Tensor x, torch::Tensor qweight, torch::Tensor s_tab, torch::Tensor zb_tab,
-                   torch::Tensor order, int64_t bits, bool along_k, int64_t group) {
+                   torch::Tensor order, int64_t bits, bool along_k, int64_t group, bool dequantized_panel) {
 #if Q2VL_AVX512
   const Packed w = packed_of(qweight, s_tab, zb_tab, order, bits, along_k, group);  // w.zeros: the zb table
   const int64_t K = w.K, N = w.N, S = gemm_segment(group);
   TORCH_CHECK(x.dtype() == torch::kBFloat16 && x.is_contiguous() && x.dim() == 2 && x.size(1) == K, "x: bf16 [M, K]");
   TORCH_CHECK(N % kTileN == 0 && S > 0 && K % group == 0, "gemm: N % 128 == 0 and a group of 16 * j rows");
   const int64_t M = x.size(0), segments = K / S;
+  const bool dequantized = dequantized_panel;
   const uint16_t* xp = reinterpret_cast<const uint16_t*>(x.data_ptr<at::BFloat16>());
-  std::vector<float> xsum(M * segments);  // [M, segments]: sum of x over each segment
-  at::parallel_for(0, M, 16, [&](int64_t m0, int64_t m1) {
+  std::vector<float> xsum(dequantized ? 0 : M * segments);  // [M, segments]: sum of x over each segment
+  if (!dequantized) at::parallel_for(0, M, 16, [&](int64_t m0, int64_t m1) {
     for (int64_t i = m0 * segments; i < m1 * segments; ++i) {
       __m512 sum = _mm512_setzero_ps();
       for (int64_t k = 0; k < S; k += 16)  // bf16 -> float32: the bits shifted up by 16
@@ -870,10 +938,20 @@ torch::Tensor gemm(torch::Tensor x, torch::Tensor qweight, torch::Tensor s_tab, 
     std::vector<float> yt(M * kTileN);
     for (int64_t t = t0; t < t1; ++t) {
       const int64_t n0 = t * kTileN;
-      std::fill(yt.begin(), yt.end(), 0.0f);
+      if (!dequantized) std::fill(yt.begin(), yt.end(), 0.0f);  // the dequantized kernel sets it
       for (int64_t k0 = 0; k0 < K; k0 += kChunkK) {
         const int64_t k1 = std::min(K, k0 + kChunkK);
         decode_panel(w, k0, k1, n0, panel.data(), pc);
+        if (dequantized) {
+          dequantize_panel(panel.data(), k0, k1, n0, N, group, w.scales, w.zeros);
+          for (int64_t m0 = 0; m0 < M; m0 += kRowBlock) {
+            const int mr = static_cast<int>(std::min<int64_t>(kRowBlock, M - m0));
+            for (int64_t h = 0; h < kTileN; h += 64)
+              kDequantizedKernels[mr](xp + m0 * K + k0, K, panel.data() + h, (k1 - k0) / 2,
+                                      yt.data() + m0 * kTileN + h, k0 == 0);
+          }
+          continue;
+        }
         // A block of rows walks every segment of the chunk before the next block, so its
         // float32 sums (6 x 128) stay in L1 between segments (segments outside: all M rows'
         // sums, 1 MB at M = 2048, went through L2 once per segment: 2-4 % at M >= 1024).

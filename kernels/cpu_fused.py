@@ -15,16 +15,16 @@ $TORCH_EXTENSIONS_DIR (default ~/.cache/torch_extensions):
     matmul         more rows (prompts): on CPUs with AVX512-BF16, a GEMM whose weight panel is
                    the codes themselves as bf16 (4-bit: 128 + c, a bit operation; 8-bit: c),
                    decoded once per 512 x 128 tile into L2 and read by every row with BF16
-                   dot products, scales and zeros applied once per group; elsewhere, every
+                   dot products, scales and zeros applied once per group (from
+                   DEQUANTIZED_PANEL_ROWS rows: the panel turned into bf16 weights once,
+                   no scaling per group); elsewhere, every
                    thread dequantizes its own blocks of columns and multiplies them with a
                    single-threaded matmul. No dense copy of the weight either way.
-    dense_matmul   long prompts (from dense_switch() rows): the weight dequantized to bf16 in
-                   column blocks of at most DENSE_BLOCK_BYTES, each multiplied by torch's
-                   matmul. Dequantizing costs about 1 ms per 2B gate/up projection whatever
-                   M is, under 1 % of a 2048-row product, where torch's matmul (oneDNN)
-                   outruns our GEMM, which applies the scales and zeros once per group (6-10 %
-                   of its time at 256 rows: measured by applying them once per 512 rows).
-                   The block is a transient working set, freed after the call.
+    dense_matmul   prompts from dense_switch() rows, on CPUs whose bf16 matmul is clearly
+                   faster than our GEMM (none here): the weight dequantized to bf16 in column
+                   blocks of at most DENSE_BLOCK_BYTES, each multiplied by torch's matmul
+                   (oneDNN; AMX tiles where the CPU has them). The block is a transient
+                   working set, freed after the call.
 
 Where the build fails (no compiler, headers missing, QWEN2VL_QUANT_NO_CPP=1), ``extension()``
 returns None once, with one log line, and dispatch.py keeps torch's paths.
@@ -196,21 +196,32 @@ def dequant_blocks(w: FusedWeight) -> tuple[int, int]:
     return (512 if w.in_features <= 2048 else 256), min(k_rows, w.in_features)
 
 
+# From this many rows the GEMM turns its panel of codes into bf16 weights once per chunk and
+# runs every row down the chunk without the per-group scaling (cpu_fused.cpp, its GEMM
+# comment): the two are even at 64 rows on the 2B shapes, the dequantized panel ahead on
+# every shape and format at 128, 256, 1024 and 2048 (by 2-20 %).
+DEQUANTIZED_PANEL_ROWS = 128
+
+
 def matmul(x: torch.Tensor, w: FusedWeight) -> torch.Tensor:
     """x [M, K] -> [M, N] in x's dtype, for prompts (x rounded to bf16, as torch's ops do)."""
     ext = extension()
     xb = x.to(torch.bfloat16).contiguous()
     if w.gemm_tables is not None:
-        y = ext.gemm(xb, w.qweight, *w.gemm_tables, w.order, w.bits, w.along_k, w.group)
+        dequantized_panel = xb.shape[0] >= DEQUANTIZED_PANEL_ROWS
+        y = ext.gemm(xb, w.qweight, *w.gemm_tables, w.order, w.bits, w.along_k, w.group, dequantized_panel)
     else:
         y = ext.dequant_mm(xb, w.qweight, w.scales, w.zeros, w.order, w.bits, w.along_k, w.group, *dequant_blocks(w))
     return y.to(x.dtype)
 
 
 DENSE_BLOCK_BYTES = 32 << 20  # the transient bf16 block of dense_matmul: 2B gate/up (27.5 MB) whole
-DENSE_MIN_M = 2048  # dense_switch() where dense_matmul is not clearly ahead at DENSE_PROBE_M rows
 DENSE_PROBE_M = (64, 256)  # rows at which dense_switch() compares the two, fewest first
-DENSE_CLEAR_WIN = 0.9  # dense_matmul's time over matmul's that counts as clearly ahead
+# dense_matmul's time over matmul's that counts as clearly ahead. The probe runs once, at the
+# first load, when the machine may be busy with that load: with 0.9 here, one fresh process
+# of an end-to-end benchmark run (of 16) switched on noise. Where torch's bf16 matmul has
+# AMX tiles it should be several times faster than our GEMM, far past this.
+DENSE_CLEAR_WIN = 0.7
 
 
 def dense_matmul(x: torch.Tensor, w: FusedWeight, block_bytes: int = DENSE_BLOCK_BYTES) -> torch.Tensor:
@@ -231,20 +242,20 @@ def dense_matmul(x: torch.Tensor, w: FusedWeight, block_bytes: int = DENSE_BLOCK
     return y.to(x.dtype)
 
 
-_dense_switch: dict[int, int] = {}
+_dense_switch: dict[int, int | None] = {}
 
 
-def dense_switch() -> int:
-    """The fewest rows from which dense_matmul replaces matmul on this machine, measured once
-    per process and thread count (about 50 ms).
+def dense_switch() -> int | None:
+    """The fewest rows from which dense_matmul replaces matmul on this machine (None: never),
+    measured once per process and thread count (about 50 ms).
 
-    Measured here (Zen 4: AVX512-BF16, no AMX; 2 threads): at 64 rows matmul is ahead (the
-    probe's ratio 1.2-1.3), at 256 the two are even (1.0-1.08), at 512 and 1024 about even
-    on the 2B and 7B shapes, and at 2048 dense_matmul is ahead on every shape and format:
-    in the kernel benchmark 0.89-0.97x a BF16 linear, where matmul gave 0.84-0.98x. Hence
-    DENSE_MIN_M where the probe finds the two close. A CPU whose bf16 matmul is far faster
-    than our GEMM (AMX tiles; none here to measure) shows dense_matmul clearly ahead at 64
-    or 256 rows, and switches there.
+    Measured here (Zen 4: AVX512-BF16, no AMX; 2 threads; A/B of alternating calls, 2B and
+    7B shapes): matmul is ahead at 64 rows (the probe's ratio 1.2-1.3), at 256 (0.94-1.01x
+    a BF16 linear against 0.77-1.03x) and even at 2048 (0.89-1.01x against 0.86-1.03x),
+    while dense_matmul holds a transient bf16 block of up to 32 MB. So where the two are
+    close, never. A CPU whose bf16 matmul is far faster than our GEMM (AMX tiles; none here
+    to measure) shows dense_matmul clearly ahead (DENSE_CLEAR_WIN) at 64 or 256 rows, and
+    switches there.
     """
     threads = torch.get_num_threads()
     if threads not in _dense_switch:
@@ -253,7 +264,7 @@ def dense_switch() -> int:
     return _dense_switch[threads]
 
 
-def _measure_dense_switch(k: int = 1536, n: int = 1536, group: int = 128) -> int:
+def _measure_dense_switch(k: int = 1536, n: int = 1536, group: int = 128) -> int | None:
     gen = torch.Generator().manual_seed(0)
     words = lambda *shape: torch.randint(-(2**31), 2**31 - 1, shape, generator=gen, dtype=torch.int32)  # noqa: E731
     scales = (torch.rand(k // group, n, generator=gen) + 0.5).to(torch.float16) / 256
@@ -261,9 +272,10 @@ def _measure_dense_switch(k: int = 1536, n: int = 1536, group: int = 128) -> int
     with torch.no_grad():
         for m in DENSE_PROBE_M:
             x = torch.randn(m, k, generator=gen).to(torch.bfloat16)
-            if _best_of(lambda: dense_matmul(x, w)) < DENSE_CLEAR_WIN * _best_of(lambda: matmul(x, w)):
+            dense = _best_of(lambda: dense_matmul(x, w), repeats=5)
+            if dense < DENSE_CLEAR_WIN * _best_of(lambda: matmul(x, w), repeats=5):
                 return m
-    return DENSE_MIN_M
+    return None
 
 
 _switch: dict[tuple, int] = {}

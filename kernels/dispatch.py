@@ -13,8 +13,9 @@ Paths (path="auto" picks the first that applies):
                            dequantize + GEMV on the packed words
            cpu_gemm        larger M: a GEMM with BF16 dot products on the codes (AVX512-BF16),
                            elsewhere per-thread dequantized blocks times torch's matmul
-           cpu_dequant     M >= the measured dense switch (DENSE_MIN_M = 2048 where the probe
-                           finds the two close): C++ dequantize, in column blocks, + torch.matmul
+           cpu_dequant     M >= the measured dense switch, on CPUs whose bf16 matmul is clearly
+                           faster than cpu_gemm (never here): C++ dequantize, in column blocks,
+                           + torch.matmul
     CPU, where the C++ kernels cannot be built (one log line says why):
            cpu_int4        4-bit, M <= CPU_INT4_MAX_M: torch's int4 op (cpu.py; runs in bf16)
            cpu_int8        8-bit, M <= CPU_INT8_MAX_M (grouped: CPU_INT8_GROUPED_MAX_M):
@@ -108,7 +109,7 @@ class PreparedWeight:
     sorted_qweight: torch.Tensor | None
     fused: FusedWeight | None  # what the C++ kernels read besides sorted_qweight (CPU)
     gemv_max_m: int  # cpu_gemv up to this many rows (measured once per shape on this machine)
-    dense_min_m: int  # cpu_dequant from this many rows (measured once per machine; 0: no C++ kernels)
+    dense_min_m: int | None  # cpu_dequant from this many rows (measured once per machine; None: never)
     unsupported: tuple[tuple[str, str], ...]  # (path, reason) for paths this weight cannot use
     available: tuple[str, ...] = ()  # paths that can run it, in order of preference (prepare)
     calls: Counter = field(default_factory=Counter)  # (M, path) -> calls, for the benchmark
@@ -170,7 +171,7 @@ def prepare(
         sorted_qweight = qweight if perm is None else _permute_rows(fmt, qweight, perm)
         if k // group > 1 and group % 16:
             unsupported += [(p, f"group size {group} is not a multiple of 16") for p in TRITON_PATHS]
-    fused, gemv_max_m, dense_min_m = None, 0, 0
+    fused, gemv_max_m, dense_min_m = None, 0, None
     if device.type == "cpu":
         why4 = int4_unsupported(fmt, k, n, group)
         why8 = int8_unsupported(fmt, k, n, group)
@@ -229,7 +230,7 @@ def resolve_path(prepared: PreparedWeight, m: int, path: str = "auto", calibrati
             return "cpu_gemv"
         if calibrating:
             return "torch_dequant"
-        return "cpu_dequant" if m >= prepared.dense_min_m else "cpu_gemm"
+        return "cpu_dequant" if prepared.dense_min_m is not None and m >= prepared.dense_min_m else "cpu_gemm"
     if "cpu_int4" in available and m <= CPU_INT4_MAX_M:
         return "cpu_int4"
     if "cpu_int8" in available:

@@ -8,7 +8,6 @@ import platform
 import subprocess
 import sys
 import textwrap
-import time
 
 import pytest
 import torch
@@ -69,6 +68,11 @@ def test_fused_paths_match_the_reference(layout, bits, k, n, group, act_order, d
     x = torch.randn(37, k).to(dtype)
     assert resolve_path(p, 37) == "cpu_gemm"
     assert_close(quantized_linear(x, p), reference(layout, bits, w, x), dtype, tol=1.5e-2)
+    # From 128 rows the gemm dequantizes its panel (DEQUANTIZED_PANEL_ROWS): 133 = 22 blocks of 6 + 1.
+    assert cpu_fused.DEQUANTIZED_PANEL_ROWS <= 133
+    x = torch.randn(133, k).to(dtype)
+    for path in ("cpu_gemm", "cpu_dequant"):
+        assert_close(quantized_linear(x, p, path=path), reference(layout, bits, w, x), dtype, tol=1.5e-2)
 
 
 @pytest.mark.parametrize("layout,bits", [("gptq", 4), ("gptq", 8), ("awq", 4), ("awq", 8)])
@@ -98,11 +102,12 @@ def test_one_copy_of_the_weight_and_the_measured_switch():
     assert 0 <= p.gemv_max_m <= cpu_fused.FUSED_GEMV_MAX_M
     key = (512, 256, 4, True, 128, torch.get_num_threads())
     assert cpu_fused._switch[key] == p.gemv_max_m  # measured once, cached for the process
-    assert p.dense_min_m in cpu_fused.DENSE_PROBE_M + (cpu_fused.DENSE_MIN_M,)
+    assert p.dense_min_m in cpu_fused.DENSE_PROBE_M + (None,)
     assert cpu_fused._dense_switch[torch.get_num_threads()] == p.dense_min_m  # once per machine
-    for m in (1, 3, 8, 9, 300, cpu_fused.DENSE_MIN_M):
+    dense = p.dense_min_m or 10**9
+    for m in (1, 3, 8, 9, 300, 2048):
         quantized_linear(torch.randn(m, 512).bfloat16(), p)
-        want = "cpu_gemv" if m <= p.gemv_max_m else "cpu_dequant" if m >= p.dense_min_m else "cpu_gemm"
+        want = "cpu_gemv" if m <= p.gemv_max_m else "cpu_dequant" if m >= dense else "cpu_gemm"
         assert resolve_path(p, m) == want
     assert not p._op_tables  # torch's int4 tables (a second copy) were never built
     # Calibration keeps its dequantize-once cache for the layer's many samples.
@@ -127,18 +132,29 @@ def test_dense_blocks_give_the_whole_weight_product(layout, bits, group):
 
 
 def test_the_dense_switch_follows_the_measurement(monkeypatch):
-    """Where torch's matmul is clearly ahead of ours (as with AMX tiles), the probe switches
-    at its fewest rows; where the two are close, at DENSE_MIN_M."""
-    slowed = cpu_fused.matmul
+    """The probe's decision from its timings (a fake clock: real timings of two close paths
+    would make this a coin flip): where torch's matmul is clearly ahead of ours (as with AMX
+    tiles) it switches at the fewest rows where it is; where the two are close, never."""
+    seconds: dict[tuple[str, int], float] = {}
+    last: list[tuple[str, int]] = []
 
-    def slow(x, w):
-        time.sleep(0.005)
-        return slowed(x, w)
+    def path(name):
+        return lambda x, w: last.append((name, x.shape[0]))
 
-    monkeypatch.setattr(cpu_fused, "matmul", slow)
-    assert cpu_fused._measure_dense_switch() == cpu_fused.DENSE_PROBE_M[0]
-    monkeypatch.setattr(cpu_fused, "matmul", cpu_fused.dense_matmul)  # the same time, within noise
-    assert cpu_fused._measure_dense_switch() == cpu_fused.DENSE_MIN_M
+    def best_of(fn, repeats=3):
+        fn()
+        return seconds[last[-1]]
+
+    monkeypatch.setattr(cpu_fused, "matmul", path("gemm"))
+    monkeypatch.setattr(cpu_fused, "dense_matmul", path("dense"))
+    monkeypatch.setattr(cpu_fused, "_best_of", best_of)
+    few, many = cpu_fused.DENSE_PROBE_M
+    for gemm, dense, switch in [((3.0, 12.0), (1.0, 4.0), few),  # far ahead from the fewest rows
+                                ((1.0, 5.0), (1.2, 3.0), many),  # ahead only with more rows
+                                ((1.0, 4.0), (1.25, 3.2), None)]:  # within noise (here): never
+        seconds.update({("gemm", few): gemm[0], ("gemm", many): gemm[1],
+                        ("dense", few): dense[0], ("dense", many): dense[1]})
+        assert cpu_fused._measure_dense_switch() == switch
 
 
 @pytest.mark.skipif(not os.path.exists("/proc/cpuinfo"), reason="reads Linux's /proc/cpuinfo")

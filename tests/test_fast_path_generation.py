@@ -67,20 +67,23 @@ def record_paths(model) -> tuple[dict[str, int], list]:
 # (kernels/cpu.py). With the C++ kernels, the switch between gemv and gemm (measured per
 # shape at load: on the small model the gemm often wins from one row on) is forced, so that
 # each kernel takes the decode steps in some case; so is the switch to the dequantized blocks
-# (measured once per machine: from 2048 rows here), so that they take the prompts in some.
-@pytest.mark.parametrize("bits, group_size, decode_path, prefill_path, cpp", [
-    (4, 128, "cpu_gemv", "cpu_gemm", True),
-    (4, 128, "cpu_gemm", "cpu_gemm", True),
-    (4, 128, "cpu_gemv", "cpu_dequant", True),
-    (8, -1, "cpu_gemv", "cpu_gemm", True),
-    (8, 128, "cpu_gemv", "cpu_gemm", True),
-    (8, 128, "cpu_gemm", "cpu_gemm", True),
-    (8, 128, "cpu_gemm", "cpu_dequant", True),
-    (4, 128, "cpu_int4", None, False),  # prompts take cpu_int4 or torch_dequant by length
-    (8, 128, "cpu_int8", None, False),
+# (measured once per machine: never here), so that they take the prompts in some. The prompts
+# (51-59 tokens) are shorter than DEQUANTIZED_PANEL_ROWS: prompt_rows lowers it, so that the
+# GEMM's dequantized panel takes them in some cases and its panel of codes in others.
+@pytest.mark.parametrize("bits, group_size, decode_path, prefill_path, cpp, panel_rows", [
+    (4, 128, "cpu_gemv", "cpu_gemm", True, None),
+    (4, 128, "cpu_gemv", "cpu_gemm", True, 9),
+    (4, 128, "cpu_gemm", "cpu_gemm", True, None),
+    (4, 128, "cpu_gemv", "cpu_dequant", True, None),
+    (8, -1, "cpu_gemv", "cpu_gemm", True, 9),
+    (8, 128, "cpu_gemv", "cpu_gemm", True, None),
+    (8, 128, "cpu_gemm", "cpu_gemm", True, 9),
+    (8, 128, "cpu_gemm", "cpu_dequant", True, None),
+    (4, 128, "cpu_int4", None, False, None),  # prompts take cpu_int4 or torch_dequant by length
+    (8, 128, "cpu_int8", None, False, None),
 ])
 def test_fast_path_generates_the_reference_tokens(tmp_path, prompts, bits, group_size, decode_path, prefill_path,
-                                                  cpp, monkeypatch):
+                                                  cpp, panel_rows, monkeypatch):
     if not cpp:
         monkeypatch.setenv(cpu_fused.DISABLE_ENV, "1")
     else:
@@ -88,6 +91,8 @@ def test_fast_path_generates_the_reference_tokens(tmp_path, prompts, bits, group
         monkeypatch.setattr(cpu_fused, "gemv_switch", lambda weight: rows)
         dense_from = cpu_fused.FUSED_GEMV_MAX_M + 1 if prefill_path == "cpu_dequant" else 10**9
         monkeypatch.setattr(cpu_fused, "dense_switch", lambda: dense_from)
+        if panel_rows is not None:
+            monkeypatch.setattr(cpu_fused, "DEQUANTIZED_PANEL_ROWS", panel_rows)
     out = tmp_path / f"gptq-{bits}-{group_size}"
     quantize_checkpoint(MODEL, out, GPTQConfig(bits=bits, group_size=group_size), calib_data=MODEL / "calib.jsonl",
                         calibration=CalibrationConfig(num_samples=8), show_progress=False)
