@@ -729,7 +729,7 @@ torch::Tensor dequant_mm(torch::Tensor x, torch::Tensor qweight, torch::Tensor s
 // chunk, and every row block runs down the whole chunk with no epilogue per group: applying
 // the scales per group cost the code panel 6-10 % at 256 rows; dequantizing the panel costs
 // a fixed amount per chunk, which fewer rows do not amortise (2B shapes, Zen 4: even at 64
-// rows, the dequantized panel ahead on every shape and format at 128, 256, 1024 and 2048).
+// rows; at 128 ahead or within 1 %; at 256, 1024 and 2048 ahead on every shape and format).
 constexpr int64_t kTileN = 128;   // columns per tile (16 words of 4-bit AWQ)
 constexpr int64_t kChunkK = 512;  // rows of W decoded at a time: a 128 KB panel (L2)
 constexpr int kRowBlock = 6;

@@ -11,7 +11,8 @@ Paths (path="auto" picks the first that applies):
     CPU, with the C++ kernels (cpu_fused.py, built at first use; one copy of the weight):
            cpu_gemv        M <= the measured switch point (at most FUSED_GEMV_MAX_M): fused
                            dequantize + GEMV on the packed words
-           cpu_gemm        larger M: a GEMM with BF16 dot products on the codes (AVX512-BF16),
+           cpu_gemm        larger M: a GEMM with BF16 dot products on the codes (AVX512-BF16;
+                           from DEQUANTIZED_PANEL_ROWS on its panel dequantized to bf16),
                            elsewhere per-thread dequantized blocks times torch's matmul
            cpu_dequant     M >= the measured dense switch, on CPUs whose bf16 matmul is clearly
                            faster than cpu_gemm (never here): C++ dequantize, in column blocks,
