@@ -35,6 +35,7 @@ import triton
 from qwen2vl_quant.kernels import cpu_fused
 from qwen2vl_quant.kernels.compile_check import check_shipped
 from qwen2vl_quant.kernels.cpu_fused import FUSED_GEMV_MAX_M
+from qwen2vl_quant.kernels.cpu_info import cpu_flags, cpu_model
 from qwen2vl_quant.kernels.dispatch import available_paths, prepare, quantized_linear, resolve_path
 from qwen2vl_quant.kernels.layout import PackedFormat
 from qwen2vl_quant.testing.packed import random_packed
@@ -105,18 +106,21 @@ def quant_bytes(fmt: PackedFormat, k: int, n: int, group: int, m: int) -> int:
     return 4 * (k * n // fmt.pack) + 2 * groups * n + 4 * groups * (n // fmt.pack) + 2 * m * k + 2 * m * n
 
 
+# The CPU features that decide which kernel wins (AVX512-BF16 dot products, AMX tiles).
+KEY_CPU_FLAGS = ("avx512f", "avx512_bf16", "avx512_vnni", "avx512vbmi", "amx_tile", "amx_bf16")
+
+
 def machine() -> dict:
-    cpu = platform.processor()
-    if os.path.exists("/proc/cpuinfo"):
-        with open("/proc/cpuinfo") as f:
-            cpu = next((line.split(":", 1)[1].strip() for line in f if line.startswith("model name")), cpu)
+    flags = cpu_flags()
     meta = {
         "date": datetime.datetime.now().isoformat(timespec="seconds"),
         "platform": platform.platform(),
         "python": platform.python_version(),
         "torch": torch.__version__,
         "triton": triton.__version__,
-        "cpu": cpu,
+        "cpu": cpu_model(),
+        "cpu_features": " ".join(f for f in KEY_CPU_FLAGS if f in flags) + "; without: "
+        + (" ".join(f for f in KEY_CPU_FLAGS if f not in flags) or "-"),
         "cpu_count": os.cpu_count(),
         "torch_threads": torch.get_num_threads(),
         "load_average": os.getloadavg() if hasattr(os, "getloadavg") else None,
@@ -170,12 +174,15 @@ def bench_shape(model, proj, k, n, fmt_name, ms, device, min_time, with_referenc
     return rows
 
 
+def report_header(title: str, script: str, argv: list[str], meta: dict) -> list[str]:
+    """The top of a benchmark's markdown report: its title, the command that wrote it and the
+    machine (machine()), one line per entry."""
+    command = f"`python benchmarks/{script} {' '.join(argv)}`".replace("  ", " ")
+    return [f"# {title}", "", command, "", *(f"- {key}: {value}" for key, value in meta.items())]
+
+
 def markdown(meta: dict, rows: list[dict], compiled: list[dict], args) -> str:
-    out = ["# Kernel benchmark", ""]
-    out.append(f"`python benchmarks/bench_kernels.py {' '.join(args)}`".replace("  ", " "))
-    out.append("")
-    for key, value in meta.items():
-        out.append(f"- {key}: {value}")
+    out = report_header("Kernel benchmark", "bench_kernels.py", args, meta)
     out += [
         "",
         "speedup = bf16 F.linear time / path time (> 1: faster than bf16); GB/s over the bytes the call",

@@ -25,7 +25,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from bench_kernels import machine  # noqa: E402
+from bench_kernels import machine, report_header  # noqa: E402
 
 RESULTS = Path(__file__).resolve().parent / "results"
 
@@ -59,9 +59,8 @@ def run_one(path: str, label: str, loader: str, new_tokens: int) -> float | str:
 
 def markdown(result: dict) -> str:
     configs = list(result["rounds"][0])
-    out = ["# Decode on CPU: ours against transformers + gptqmodel, interleaved", "",
-           f"`python benchmarks/cpu_decode_ab.py {' '.join(result['argv'])}`", ""]
-    out += [f"- {k}: {v}" for k, v in result["machine"].items()]
+    out = report_header("Decode on CPU: ours against transformers + gptqmodel, interleaved", "cpu_decode_ab.py",
+                        result["argv"], result["machine"])
     out += ["", f"Batch 1, one-token prompt, {result['new_tokens']} new tokens, tokens/s (best of two per process).",
             "", "| round | " + " | ".join(configs) + " |", "|---" * (len(configs) + 1) + "|"]
     for i, row in enumerate(result["rounds"], 1):

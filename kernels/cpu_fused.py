@@ -219,8 +219,8 @@ def matmul(x: torch.Tensor, w: FusedWeight) -> torch.Tensor:
 DENSE_BLOCK_BYTES = 32 << 20  # the transient bf16 block of dense_matmul: 2B gate/up (27.5 MB) whole
 DENSE_PROBE_M = (64, 256)  # rows at which dense_switch() compares the two, fewest first
 # dense_matmul's time over matmul's that counts as clearly ahead. The probe runs once, at the
-# first load, when the machine may be busy with that load: with 0.9 here, one fresh process
-# of an end-to-end benchmark run (of 16) switched on noise. Where torch's bf16 matmul has
+# first prompt, when the machine may be busy (then it ran at the first load: with 0.9 here,
+# one fresh process of an end-to-end benchmark run, of 16, switched on noise). Where torch's bf16 matmul has
 # AMX tiles it should be several times faster than our GEMM, far past this.
 DENSE_CLEAR_WIN = 0.7
 
@@ -232,14 +232,14 @@ def dense_matmul(x: torch.Tensor, w: FusedWeight, block_bytes: int = DENSE_BLOCK
     k, n = w.in_features, w.out_features
     columns = min(n, max(GEMM_TILE_N, block_bytes // (2 * k) // GEMM_TILE_N * GEMM_TILE_N))
     block = torch.empty(k, columns, dtype=torch.bfloat16)
-    if columns == n:
-        ext.dequant(w.qweight, w.scales, w.zeros, w.order, w.bits, w.along_k, w.group, 0, n, block)
-        return (xb @ block).to(x.dtype)
-    y = torch.empty(xb.shape[0], n, dtype=torch.bfloat16)
+    y = torch.empty(xb.shape[0], n, dtype=torch.bfloat16) if columns < n else None
     for n0 in range(0, n, columns):
         n1 = min(n, n0 + columns)
         ext.dequant(w.qweight, w.scales, w.zeros, w.order, w.bits, w.along_k, w.group, n0, n1, block)
-        y[:, n0:n1] = xb @ block[:, : n1 - n0]
+        product = xb @ block[:, : n1 - n0]
+        if y is None:  # one block: its product is the output, no copy
+            return product.to(x.dtype)
+        y[:, n0:n1] = product
     return y.to(x.dtype)
 
 
@@ -248,7 +248,9 @@ _dense_switch: dict[int, int | None] = {}
 
 def dense_switch() -> int | None:
     """The fewest rows from which dense_matmul replaces matmul on this machine (None: never),
-    measured once per process and thread count (about 50 ms).
+    measured once per process and thread count (about 50 ms), when the first prompt that
+    could switch arrives (dispatch.py: at least DENSE_PROBE_M[0] rows), so decoding alone
+    never pays for it.
 
     Measured here (Zen 4: AVX512-BF16, no AMX; 2 threads; A/B of alternating calls, 2B and
     7B shapes): matmul is ahead at 64 rows (the probe's ratio 1.2-1.3), at 256 (0.94-1.01x

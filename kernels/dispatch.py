@@ -14,9 +14,9 @@ Paths (path="auto" picks the first that applies):
            cpu_gemm        larger M: a GEMM with BF16 dot products on the codes (AVX512-BF16;
                            from DEQUANTIZED_PANEL_ROWS on its panel dequantized to bf16),
                            elsewhere per-thread dequantized blocks times torch's matmul
-           cpu_dequant     M >= the measured dense switch, on CPUs whose bf16 matmul is clearly
-                           faster than cpu_gemm (never here): C++ dequantize, in column blocks,
-                           + torch.matmul
+           cpu_dequant     M >= the dense switch (measured once per process, at its first
+                           prompt), on CPUs whose bf16 matmul is clearly faster than cpu_gemm
+                           (never here): C++ dequantize, in column blocks, + torch.matmul
     CPU, where the C++ kernels cannot be built (one log line says why):
            cpu_int4        4-bit, M <= CPU_INT4_MAX_M: torch's int4 op (cpu.py; runs in bf16)
            cpu_int8        8-bit, M <= CPU_INT8_MAX_M (grouped: CPU_INT8_GROUPED_MAX_M):
@@ -75,7 +75,8 @@ from .reference import dequantize, pack_rows, unpack_rows
 from .torch_dequant import dequantize_torch
 
 TRITON_PATHS = ("triton_decode", "triton_gemm", "triton_dequant")
-CPU_PATHS = ("cpu_gemv", "cpu_gemm", "cpu_dequant", "cpu_int4", "cpu_int8")
+CPP_PATHS = ("cpu_gemv", "cpu_gemm", "cpu_dequant")  # the C++ kernels of cpu_fused.cpp
+CPU_PATHS = CPP_PATHS + ("cpu_int4", "cpu_int8")
 PATHS = TRITON_PATHS + CPU_PATHS + ("torch_dequant", "reference")
 # Where torch's CPU ops stop beating torch_dequant + matmul (their cost grows with M,
 # dequantizing does not); measured on 2 cores, benchmarks/results/kernels.md.
@@ -110,7 +111,6 @@ class PreparedWeight:
     sorted_qweight: torch.Tensor | None
     fused: FusedWeight | None  # what the C++ kernels read besides sorted_qweight (CPU)
     gemv_max_m: int  # cpu_gemv up to this many rows (measured once per shape on this machine)
-    dense_min_m: int | None  # cpu_dequant from this many rows (measured once per machine; None: never)
     unsupported: tuple[tuple[str, str], ...]  # (path, reason) for paths this weight cannot use
     available: tuple[str, ...] = ()  # paths that can run it, in order of preference (prepare)
     calls: Counter = field(default_factory=Counter)  # (M, path) -> calls, for the benchmark
@@ -172,7 +172,7 @@ def prepare(
         sorted_qweight = qweight if perm is None else _permute_rows(fmt, qweight, perm)
         if k // group > 1 and group % 16:
             unsupported += [(p, f"group size {group} is not a multiple of 16") for p in TRITON_PATHS]
-    fused, gemv_max_m, dense_min_m = None, 0, None
+    fused, gemv_max_m = None, 0
     if device.type == "cpu":
         why4 = int4_unsupported(fmt, k, n, group)
         why8 = int8_unsupported(fmt, k, n, group)
@@ -180,15 +180,14 @@ def prepare(
         if permutable and cpu_fused.extension() is not None:
             fused = prepare_fused(fmt, sorted_qweight, qzeros, scales, group)
             gemv_max_m = cpu_fused.gemv_switch(fused)
-            dense_min_m = cpu_fused.dense_switch()
         else:
             why = cpu_fused.failure or "g_idx is not a permutation of contiguous groups"
-            unsupported += [(p, f"C++ CPU kernels unavailable: {why}") for p in ("cpu_gemv", "cpu_gemm", "cpu_dequant")]
+            unsupported += [(p, f"C++ CPU kernels unavailable: {why}") for p in CPP_PATHS]
     if perm is not None:
         perm = perm.to(device)
     unsupported = tuple(unsupported)
     return PreparedWeight(fmt, k, n, group, device, qweight, qzeros, scales, g_idx, perm, sorted_qweight, fused,
-                          gemv_max_m, dense_min_m, unsupported, _available_paths(device, unsupported))
+                          gemv_max_m, unsupported, _available_paths(device, unsupported))
 
 
 def _available_paths(device: torch.device, unsupported: tuple[tuple[str, str], ...]) -> tuple[str, ...]:
@@ -231,7 +230,10 @@ def resolve_path(prepared: PreparedWeight, m: int, path: str = "auto", calibrati
             return "cpu_gemv"
         if calibrating:
             return "torch_dequant"
-        return "cpu_dequant" if prepared.dense_min_m is not None and m >= prepared.dense_min_m else "cpu_gemm"
+        # The dense switch (one of DENSE_PROBE_M, or never) is measured once per process, at
+        # the first prompt long enough to take it: decoding alone never pays for the probe.
+        dense_from = cpu_fused.dense_switch() if m >= cpu_fused.DENSE_PROBE_M[0] else None
+        return "cpu_dequant" if dense_from is not None and m >= dense_from else "cpu_gemm"
     if "cpu_int4" in available and m <= CPU_INT4_MAX_M:
         return "cpu_int4"
     if "cpu_int8" in available:

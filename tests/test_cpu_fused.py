@@ -96,18 +96,22 @@ def test_dequantized_blocks_are_the_reference_weight_in_bf16(layout, bits):
     assert_close(ext.dequant_mm(*args, 128, 64), whole.float(), torch.bfloat16, tol=1e-2)
 
 
-def test_one_copy_of_the_weight_and_the_measured_switch():
+def test_one_copy_of_the_weight_and_the_measured_switch(monkeypatch):
+    monkeypatch.setattr(cpu_fused, "_dense_switch", {})  # as in a fresh process
     w, p = _prepared("gptq", 4, 512, 256, 128, False)
     assert p.fused.qweight.data_ptr() == p.qweight.data_ptr()  # the checkpoint tensor, not a copy
     assert 0 <= p.gemv_max_m <= cpu_fused.FUSED_GEMV_MAX_M
     key = (512, 256, 4, True, 128, torch.get_num_threads())
     assert cpu_fused._switch[key] == p.gemv_max_m  # measured once, cached for the process
-    assert p.dense_min_m in cpu_fused.DENSE_PROBE_M + (None,)
-    assert cpu_fused._dense_switch[torch.get_num_threads()] == p.dense_min_m  # once per machine
-    dense = p.dense_min_m or 10**9
-    for m in (1, 3, 8, 9, 300, 2048):
+    for m in (1, 3, 8, 9):
         quantized_linear(torch.randn(m, 512).bfloat16(), p)
-        want = "cpu_gemv" if m <= p.gemv_max_m else "cpu_dequant" if m >= dense else "cpu_gemm"
+    assert not cpu_fused._dense_switch  # decoding and short prompts never probe the dense switch
+    for m in (300, 2048):
+        quantized_linear(torch.randn(m, 512).bfloat16(), p)
+    dense = cpu_fused._dense_switch[torch.get_num_threads()]  # measured once per process
+    assert dense in cpu_fused.DENSE_PROBE_M + (None,)
+    for m in (1, 3, 8, 9, 300, 2048):
+        want = "cpu_gemv" if m <= p.gemv_max_m else "cpu_dequant" if m >= (dense or 10**9) else "cpu_gemm"
         assert resolve_path(p, m) == want
     assert not p._op_tables  # torch's int4 tables (a second copy) were never built
     # Calibration keeps its dequantize-once cache for the layer's many samples.

@@ -67,7 +67,7 @@ def record_paths(model) -> tuple[dict[str, int], list]:
 # (kernels/cpu.py). With the C++ kernels, the switch between gemv and gemm (measured per
 # shape at load: on the small model the gemm often wins from one row on) is forced, so that
 # each kernel takes the decode steps in some case; so is the switch to the dequantized blocks
-# (measured once per machine: never here), so that they take the prompts in some. The prompts
+# (measured once per process: never here), so that they take the prompts in some. The prompts
 # (51-59 tokens) are shorter than DEQUANTIZED_PANEL_ROWS: prompt_rows lowers it, so that the
 # GEMM's dequantized panel takes them in some cases and its panel of codes in others.
 @pytest.mark.parametrize("bits, group_size, decode_path, prefill_path, cpp, panel_rows", [
@@ -91,6 +91,8 @@ def test_fast_path_generates_the_reference_tokens(tmp_path, prompts, bits, group
         monkeypatch.setattr(cpu_fused, "gemv_switch", lambda weight: rows)
         dense_from = cpu_fused.FUSED_GEMV_MAX_M + 1 if prefill_path == "cpu_dequant" else 10**9
         monkeypatch.setattr(cpu_fused, "dense_switch", lambda: dense_from)
+        # dispatch asks for the dense switch only from the fewest rows it can name
+        monkeypatch.setattr(cpu_fused, "DENSE_PROBE_M", (dense_from,))
         if panel_rows is not None:
             monkeypatch.setattr(cpu_fused, "DEQUANTIZED_PANEL_ROWS", panel_rows)
     out = tmp_path / f"gptq-{bits}-{group_size}"
