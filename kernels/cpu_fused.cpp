@@ -302,7 +302,7 @@ struct PairCodes {
 // In every dword of `words`, nibbles p and p + 4 (bits 4p and 16 + 4p) as the bf16 pair
 // (128 + nibble p, 128 + nibble p + 4): a shift and one ternary logic operation, where
 // PairCodes needs a byte permutation (several uops on Intel cores). The one-row kernels of
-// both layouts on cold 2B weights (Xeon, model 207, AVX512-BF16): 1.15-1.45x faster with
+// both layouts on cold 2B weights (Xeon, model 207, AVX512-BF16): 1.14-1.45x faster with
 // this, gate/up 8.9 -> 13.0 GB/s against 10.8 for a BF16 linear.
 inline __m512i nibble_pair(__m512i words, int p) {
   const __m512i shifted = p ? _mm512_srli_epi32(words, 4 * p) : words;
