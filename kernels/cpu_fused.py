@@ -17,11 +17,11 @@ $TORCH_EXTENSIONS_DIR (default ~/.cache/torch_extensions):
                    decoded once per 512 x 128 tile into L2 and read by every row with BF16
                    dot products, scales and zeros applied once per group (from
                    DEQUANTIZED_PANEL_ROWS rows: the panel turned into bf16 weights once,
-                   no scaling per group); elsewhere, every
-                   thread dequantizes its own blocks of columns and multiplies them with a
-                   single-threaded matmul. No dense copy of the weight either way.
+                   no scaling per group); elsewhere, every thread dequantizes its own
+                   blocks of columns and multiplies them with a single-threaded matmul. No
+                   dense copy of the weight either way.
     dense_matmul   prompts from dense_switch() rows, on CPUs whose bf16 matmul is clearly
-                   faster than our GEMM (none here): the weight dequantized to bf16 in column
+                   faster than our GEMM (neither machine measured here): the weight dequantized to bf16 in column
                    blocks of at most DENSE_BLOCK_BYTES, each multiplied by torch's matmul
                    (oneDNN; AMX tiles where the CPU has them). The block is a transient
                    working set, freed after the call.
@@ -219,9 +219,9 @@ def matmul(x: torch.Tensor, w: FusedWeight) -> torch.Tensor:
 DENSE_BLOCK_BYTES = 32 << 20  # the transient bf16 block of dense_matmul: 2B gate/up (27.5 MB) whole
 DENSE_PROBE_M = (64, 256)  # rows at which dense_switch() compares the two, fewest first
 # dense_matmul's time over matmul's that counts as clearly ahead. The probe runs once, at the
-# first prompt, when the machine may be busy (then it ran at the first load: with 0.9 here,
-# one fresh process of an end-to-end benchmark run, of 16, switched on noise). Where torch's bf16 matmul has
-# AMX tiles it should be several times faster than our GEMM, far past this.
+# first prompt, when the machine may be busy (when it ran at the first load, with 0.9, one
+# fresh process of an end-to-end benchmark run, of 16, switched on noise). Where torch's bf16
+# matmul has AMX tiles it should be several times faster than our GEMM, far past this.
 DENSE_CLEAR_WIN = 0.7
 
 
@@ -252,13 +252,14 @@ def dense_switch() -> int | None:
     could switch arrives (dispatch.py: at least DENSE_PROBE_M[0] rows), so decoding alone
     never pays for it.
 
-    Measured here (Zen 4: AVX512-BF16, no AMX; 2 threads; A/B of alternating calls, 2B and
-    7B shapes): matmul is ahead at 64 rows (the probe's ratio 1.2-1.3), at 256 (0.94-1.01x
-    a BF16 linear against 0.77-1.03x) and even at 2048 (0.89-1.01x against 0.86-1.03x),
-    while dense_matmul holds a transient bf16 block of up to 32 MB. So where the two are
-    close, never. A CPU whose bf16 matmul is far faster than our GEMM (AMX tiles; none here
-    to measure) shows dense_matmul clearly ahead (DENSE_CLEAR_WIN) at 64 or 256 rows, and
-    switches there.
+    Measured on 2 threads, A/B of alternating calls, 2B and 7B shapes. Zen 4 (AVX512-BF16,
+    no AMX): matmul ahead at 64 rows (the probe's ratio 1.2-1.3), at 256 (0.94-1.01x a BF16
+    linear against 0.77-1.03x) and even at 2048 (0.89-1.01x against 0.86-1.03x). Xeon
+    (Emerald Rapids, AMX hidden by the VM): dense_matmul behind at 16 and 64 rows
+    (0.55-0.95x). dense_matmul also holds a transient bf16 block of up to 32 MB. So where the
+    two are close, never. A CPU whose bf16 matmul is far faster than our GEMM (AMX tiles;
+    neither machine exposed them) shows dense_matmul clearly ahead (DENSE_CLEAR_WIN) at 64
+    or 256 rows, and switches there.
     """
     threads = torch.get_num_threads()
     if threads not in _dense_switch:
