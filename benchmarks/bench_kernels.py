@@ -128,6 +128,7 @@ def machine() -> dict:
     if cpu_fused.extension() is not None:
         meta["cpu_kernels"] = "C++ (kernels/cpu_fused.cpp, -march=native)"
         meta["cpu_dequant_from_m"] = cpu_fused.dense_switch()  # measured on this machine
+        meta["cpu_gemm"] = cpu_fused.gemm_kind()  # measured too
     else:
         meta["cpu_kernels"] = f"torch's ops only ({cpu_fused.failure})"
     if torch.cuda.is_available():

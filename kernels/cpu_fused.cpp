@@ -6,6 +6,8 @@
 // gemm:       prompts, AVX512-BF16: the codes as bf16 in an L2 panel, BF16 dot products,
 //             scales and zeros once per segment of a group; from 128 rows, the panel
 //             dequantized to bf16 weights once per chunk instead (see its comment below).
+// gemm_f32:   prompts where float32 FMAs outrun BF16 dot products (dot_rates): the panel
+//             dequantized to float32, float32 FMAs.
 // dequant_mm: prompts elsewhere: per thread, blocks of W as bf16 (dequant_rows) times x.
 // dequant:    a block of columns of W as bf16 [K, n1 - n0], (q - z) * s in float32 rounded to
 //             nearest even once (what reference.py gives for bf16); tests check it bit for bit.
@@ -19,6 +21,7 @@
 #include <torch/extension.h>
 
 #include <algorithm>
+#include <chrono>
 #include <cstdint>
 #include <cstring>
 #include <vector>
@@ -308,6 +311,14 @@ inline __m512i nibble_pair(__m512i words, int p) {
   const __m512i shifted = p ? _mm512_srli_epi32(words, 4 * p) : words;
   // (shifted & 0x000F000F) | 0x43004300: truth table 0xF8 is a | (b & c), a the bias
   return _mm512_ternarylogic_epi32(_mm512_set1_epi32(0x43004300), shifted, _mm512_set1_epi32(0x000F000F), 0xF8);
+}
+
+// v rounded to bf16 (nearest even, as to_bf16), kept in float32: the low 16 bits zero.
+inline __m512 round_to_bf16(__m512 v) {
+  const __m512i b = _mm512_castps_si512(v);
+  const __m512i r = _mm512_add_epi32(b, _mm512_add_epi32(_mm512_set1_epi32(0x7FFF),
+                                                         _mm512_and_si512(_mm512_srli_epi32(b, 16), _mm512_set1_epi32(1))));
+  return _mm512_castsi512_ps(_mm512_and_si512(r, _mm512_set1_epi32(static_cast<int32_t>(0xFFFF0000u))));
 }
 
 inline void store_bf16(uint16_t* out, __m512 values) {
@@ -852,12 +863,8 @@ constexpr PanelKernel kPanelKernels[kRowBlock + 1] = {nullptr,          panel_ke
 // (nearest even), for rows [k0, k1) of the tile at n0; tables in the panel's positions.
 void dequantize_panel(uint32_t* panel, int64_t k0, int64_t k1, int64_t n0, int64_t N, int64_t group,
                       const float* s_tab, const float* zb_tab) {
-  const __m512i top = _mm512_set1_epi32(static_cast<int32_t>(0xFFFF0000u)), one = _mm512_set1_epi32(1),
-                half = _mm512_set1_epi32(0x7FFF);
-  auto round_bits = [&](__m512 v) {
-    const __m512i b = _mm512_castps_si512(v);
-    return _mm512_add_epi32(b, _mm512_add_epi32(half, _mm512_and_si512(_mm512_srli_epi32(b, 16), one)));
-  };
+  const __m512i top = _mm512_set1_epi32(static_cast<int32_t>(0xFFFF0000u));
+  auto rounded = [](__m512 v) { return _mm512_castps_si512(round_to_bf16(v)); };
   for (int64_t g0 = k0, g1; g0 < k1; g0 = g1) {
     const int64_t g = g0 / group;
     g1 = std::min(k1, (g + 1) * group);
@@ -872,8 +879,8 @@ void dequantize_panel(uint32_t* panel, int64_t k0, int64_t k1, int64_t n0, int64
         const __m512i pr = _mm512_loadu_si512(row + 16 * v);
         const __m512 lo = _mm512_castsi512_ps(_mm512_slli_epi32(pr, 16));
         const __m512 hi = _mm512_castsi512_ps(_mm512_and_si512(pr, top));
-        const __m512i rl = _mm512_srli_epi32(round_bits(_mm512_fmsub_ps(lo, sv[v], zv[v])), 16);
-        const __m512i rh = _mm512_and_si512(round_bits(_mm512_fmsub_ps(hi, sv[v], zv[v])), top);
+        const __m512i rl = _mm512_srli_epi32(rounded(_mm512_fmsub_ps(lo, sv[v], zv[v])), 16);
+        const __m512i rh = rounded(_mm512_fmsub_ps(hi, sv[v], zv[v]));
         _mm512_storeu_si512(row + 16 * v, _mm512_or_si512(rl, rh));
       }
     }
@@ -898,6 +905,113 @@ using DequantizedKernel = void (*)(const uint16_t*, int64_t, const uint32_t*, in
 constexpr DequantizedKernel kDequantizedKernels[kRowBlock + 1] = {
     nullptr, dequantized_kernel<1>, dequantized_kernel<2>, dequantized_kernel<3>,
     dequantized_kernel<4>, dequantized_kernel<5>, dequantized_kernel<6>};
+
+// Rows [0, M) of a tile's float32 sums (M x 128, panel positions) as bf16 into y at column n0.
+void write_tile(const float* yt, int64_t M, uint16_t* y, int64_t N, int64_t n0, bool awq4, const int* order) {
+  for (int64_t m = 0; m < M; ++m) {
+    const float* src = yt + m * kTileN;
+    uint16_t* dst = y + m * N + n0;
+    if (!awq4) {
+      for (int v = 0; v < 8; ++v) store_bf16(dst + 16 * v, _mm512_loadu_ps(src + 16 * v));
+    } else {
+      store_awq_tile_bf16(src, dst, order);
+    }
+  }
+}
+
+// ---- GEMM for prompts in float32 FMAs: gemm_f32 ----
+//
+// On some cores a vdpbf16ps retires at a quarter of the rate of a float32 FMA: the Xeon model
+// 207 here (AVX512-BF16, AMX hidden) issues about 0.5 of them per cycle and core against 2
+// FMAs (dot_rates: 45 against 89 G multiply-adds per second and thread), which caps every
+// BF16 matmul, torch's included, at half of what FMAs reach. There the prompt GEMM dequantizes
+// each chunk of its tile to float32 weights (s * code - zb rounded to bf16: the reference's
+// numbers, as the dequantized bf16 panel) and runs float32 FMAs on x widened to float32.
+// Chunks of 128 rows, each 64-column half of the panel 32 KB: it stays in L1 while every
+// block of 6 rows runs down it. cpu_fused.py picks this GEMM where dot_rates() says FMAs are
+// clearly ahead.
+constexpr int64_t kChunkF32 = 128;
+
+// The nibble at bit `bit` of every dword as the float32 128 + nibble: moved to bits 16-19 and
+// put under 0x43000000 (128.0f, whose mantissa step there is 1) by one ternary logic op.
+inline __m512 nibble_f32(__m512i words, int bit) {
+  const __m512i t = bit <= 16 ? _mm512_slli_epi32(words, 16 - bit) : _mm512_srli_epi32(words, bit - 16);
+  return _mm512_castsi512_ps(
+      _mm512_ternarylogic_epi32(_mm512_set1_epi32(0x43000000), t, _mm512_set1_epi32(0x000F0000), 0xF8));
+}
+
+// Rows [k0, k1) of the tile at n0 as float32 weights: out[h * kChunkF32 * 64 + (k - k0) * 64 + i]
+// is panel position 64 h + i (decode_panel's positions; s_tab and zb_tab in the same). One
+// group segment at a time, its 8 + 8 vectors of scales and zb in registers.
+void decode_f32_panel(const Packed& w, int64_t k0, int64_t k1, int64_t n0, float* out) {
+  const int64_t N = w.N;
+  for (int64_t g0 = k0, g1; g0 < k1; g0 = g1) {
+    const int64_t g = g0 / w.group;
+    g1 = std::min(k1, (g + 1) * w.group);
+    __m512 sv[8], zv[8];
+    for (int v = 0; v < 8; ++v) {
+      sv[v] = _mm512_loadu_ps(w.scales + g * N + n0 + 16 * v);
+      zv[v] = _mm512_loadu_ps(w.zeros + g * N + n0 + 16 * v);
+    }
+    auto put = [&](int64_t k, int v, __m512 code) {  // position 16 v of row k
+      _mm512_storeu_ps(out + (v / 4) * kChunkF32 * 64 + (k - k0) * 64 + (v % 4) * 16,
+                       round_to_bf16(_mm512_fmsub_ps(code, sv[v], zv[v])));
+    };
+    if (w.along_k && w.bits == 4) {  // word [k / 8, n]: value j is row 8 r + j
+      for (int64_t kp = g0 / 8; kp < g1 / 8; ++kp)
+        for (int v = 0; v < 8; ++v) {
+          const __m512i word = _mm512_loadu_si512(w.qweight + kp * N + n0 + 16 * v);
+          for (int j = 0; j < 8; ++j) put(kp * 8 + j, v, nibble_f32(word, 4 * j));
+        }
+    } else if (w.bits == 4) {  // AWQ: row k's 16 words; value j of them are positions 16 j ..
+      for (int64_t k = g0; k < g1; ++k) {
+        const __m512i word = _mm512_loadu_si512(w.qweight + k * (N / 8) + n0 / 8);
+        for (int j = 0; j < 8; ++j) put(k, j, nibble_f32(word, 4 * j));
+      }
+    } else if (w.along_k) {  // GPTQ 8-bit: word [k / 4, n], value j is row 4 r + j
+      const __m512i ff = _mm512_set1_epi32(0xFF);
+      for (int64_t kq = g0 / 4; kq < g1 / 4; ++kq)
+        for (int v = 0; v < 8; ++v) {
+          const __m512i word = _mm512_loadu_si512(w.qweight + kq * N + n0 + 16 * v);
+          for (int j = 0; j < 4; ++j) put(kq * 4 + j, v, codes_f32(word, 8 * j, ff));
+        }
+    } else {  // AWQ 8-bit: natural order, row k's bytes are its columns
+      const uint8_t* bytes = reinterpret_cast<const uint8_t*>(w.qweight);
+      for (int64_t k = g0; k < g1; ++k)
+        for (int v = 0; v < 8; ++v)
+          put(k, v, _mm512_cvtepi32_ps(_mm512_cvtepu8_epi32(
+                        _mm_loadu_si128(reinterpret_cast<const __m128i*>(bytes + k * N + n0 + 16 * v)))));
+    }
+  }
+}
+
+// y_tile[rows, 64] (= on the first chunk, += after) x[rows, :k] . panel half [k, 64], float32.
+template <int MR>
+inline void f32_kernel(const float* x, int64_t ldx, const float* panel, int64_t rows, float* yt, bool first) {
+  __m512 acc[MR][4];
+#pragma GCC unroll 8
+  for (int r = 0; r < MR; ++r)
+    for (int v = 0; v < 4; ++v) acc[r][v] = first ? _mm512_setzero_ps() : _mm512_loadu_ps(yt + r * kTileN + 16 * v);
+  for (int64_t k = 0; k < rows; ++k) {
+    const float* b = panel + k * 64;
+    const __m512 b0 = _mm512_loadu_ps(b), b1 = _mm512_loadu_ps(b + 16), b2 = _mm512_loadu_ps(b + 32),
+                 b3 = _mm512_loadu_ps(b + 48);
+#pragma GCC unroll 8
+    for (int r = 0; r < MR; ++r) {
+      const __m512 xv = _mm512_set1_ps(x[r * ldx + k]);
+      acc[r][0] = _mm512_fmadd_ps(b0, xv, acc[r][0]);
+      acc[r][1] = _mm512_fmadd_ps(b1, xv, acc[r][1]);
+      acc[r][2] = _mm512_fmadd_ps(b2, xv, acc[r][2]);
+      acc[r][3] = _mm512_fmadd_ps(b3, xv, acc[r][3]);
+    }
+  }
+#pragma GCC unroll 8
+  for (int r = 0; r < MR; ++r)
+    for (int v = 0; v < 4; ++v) _mm512_storeu_ps(yt + r * kTileN + 16 * v, acc[r][v]);
+}
+using F32Kernel = void (*)(const float*, int64_t, const float*, int64_t, float*, bool);
+constexpr F32Kernel kF32Kernels[kRowBlock + 1] = {nullptr,        f32_kernel<1>, f32_kernel<2>, f32_kernel<3>,
+                                                  f32_kernel<4>, f32_kernel<5>, f32_kernel<6>};
 #endif  // Q2VL_AVX512
 
 // Rows per segment for gemm: the group, or a divisor of it when the group is long (per
@@ -969,21 +1083,121 @@ torch::Tensor gemm(torch::Tensor x, torch::Tensor qweight, torch::Tensor s_tab, 
           }
         }
       }
-      for (int64_t m = 0; m < M; ++m) {
-        const float* src = yt.data() + m * kTileN;
-        uint16_t* dst = yp + m * N + n0;
-        if (!permuted) {
-          for (int v = 0; v < 8; ++v) store_bf16(dst + 16 * v, _mm512_loadu_ps(src + 16 * v));
-        } else {
-          store_awq_tile_bf16(src, dst, w.order);
-        }
-      }
+      write_tile(yt.data(), M, yp, N, n0, permuted, w.order);
     }
   });
   return y;
 #else
   TORCH_CHECK(false, "gemm needs AVX512-BF16 (has_gemm is false): use dequant_mm");
   return x;
+#endif
+}
+
+// x bf16 [M, K] -> y bf16 [M, N] with float32 FMAs (see kChunkF32). Tables and the conditions
+// as for gemm. Every thread takes its tiles (columns) for strips of at most kF32StripRows rows
+// and, per chunk of 128 rows of W, widens the strip's slice of x to float32 itself (264 x 128
+// floats, beside its sums in L2). A widened x shared by the threads (each converting half of
+// it) left the 2B k/v projection, one tile per thread, at 0.9-1.0x a BF16 linear where the
+// larger ones were at 1.5x: every chunk then read half of x from the other core's cache.
+// Strips of 264 rows against the whole prompt: 1.0-1.3x faster at 2048 rows (2B, 7B; A/B).
+constexpr int64_t kF32StripRows = 264;
+constexpr int64_t kF32GroupTiles = 8, kF32SumBytes = 1 << 20;
+torch::Tensor gemm_f32(torch::Tensor x, torch::Tensor qweight, torch::Tensor s_tab, torch::Tensor zb_tab,
+                       torch::Tensor order, int64_t bits, bool along_k, int64_t group) {
+#if Q2VL_AVX512
+  const Packed w = packed_of(qweight, s_tab, zb_tab, order, bits, along_k, group);  // w.zeros: the zb table
+  const int64_t K = w.K, N = w.N;
+  TORCH_CHECK(x.dtype() == torch::kBFloat16 && x.is_contiguous() && x.dim() == 2 && x.size(1) == K, "x: bf16 [M, K]");
+  TORCH_CHECK(N % kTileN == 0 && gemm_segment(group) > 0 && K % group == 0, "gemm_f32: N % 128 == 0 and a group of 16 * j rows");
+  const int64_t M = x.size(0), strip = std::min(M, kF32StripRows);
+  const uint16_t* xp = reinterpret_cast<const uint16_t*>(x.data_ptr<at::BFloat16>());
+  auto y = torch::empty({M, N}, x.options());
+  uint16_t* yp = reinterpret_cast<uint16_t*>(y.data_ptr<at::BFloat16>());
+  // A thread takes up to 8 neighbouring tiles at a time, chunk by chunk, so that the packed
+  // rows it reads run across them (GPTQ 4-bit: 4 KB) rather than 512 B (AWQ: 64 B) per 4 KB
+  // page; its float32 sums, at most kF32SumBytes, stay in L2. Against one tile at a time
+  // (2B and 7B gate/up and down, A/B): 1.05-1.6x faster at 16 rows, 1.0-1.3x at 64; 8
+  // tiles against 4: up to 1.28x at 16 rows, 0.98-1.13x at 64 and 256.
+  const int64_t group_tiles = std::clamp<int64_t>(kF32SumBytes / (4 * strip * kTileN), 1, kF32GroupTiles);
+  at::parallel_for(0, N / kTileN, 1, [&](int64_t t0, int64_t t1) {
+    std::vector<float> panel(2 * kChunkF32 * 64), yt(group_tiles * strip * kTileN), xc(strip * kChunkF32);
+    for (int64_t s0 = 0; s0 < M; s0 += strip) {
+      const int64_t rows = std::min(M - s0, strip);
+      for (int64_t tg = t0; tg < t1; tg += group_tiles) {
+        const int64_t tiles = std::min(group_tiles, t1 - tg);
+        for (int64_t k0 = 0; k0 < K; k0 += kChunkF32) {
+          const int64_t width = std::min(K, k0 + kChunkF32) - k0;  // a multiple of 16 (the group's)
+          for (int64_t m = 0; m < rows; ++m)  // bf16 -> float32: the bits shifted up by 16
+            for (int64_t k = 0; k < width; k += 16)
+              _mm512_storeu_ps(xc.data() + m * kChunkF32 + k,
+                               _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(_mm256_loadu_si256(
+                                   reinterpret_cast<const __m256i*>(xp + (s0 + m) * K + k0 + k))), 16)));
+          for (int64_t i = 0; i < tiles; ++i) {
+            decode_f32_panel(w, k0, k0 + width, (tg + i) * kTileN, panel.data());
+            float* sums = yt.data() + i * rows * kTileN;
+            for (int64_t h = 0; h < 2; ++h)  // one half in L1 for every block of rows
+              for (int64_t m0 = 0; m0 < rows; m0 += kRowBlock) {
+                const int mr = static_cast<int>(std::min<int64_t>(kRowBlock, rows - m0));
+                kF32Kernels[mr](xc.data() + m0 * kChunkF32, kChunkF32, panel.data() + h * kChunkF32 * 64, width,
+                                sums + m0 * kTileN + 64 * h, k0 == 0);
+              }
+          }
+        }
+        for (int64_t i = 0; i < tiles; ++i)
+          write_tile(yt.data() + i * rows * kTileN, rows, yp + s0 * N, N, (tg + i) * kTileN, !along_k && bits == 4,
+                     w.order);
+      }
+    }
+  });
+  return y;
+#else
+  TORCH_CHECK(false, "gemm_f32 needs AVX512-BF16 (has_gemm is false): use dequant_mm");
+  return x;
+#endif
+}
+
+// Multiply-adds per second of one thread: BF16 dot products (vdpbf16ps, 32 each) and float32
+// FMAs (16 each), 24 independent chains of `iters` steps each, the two alternated `rounds`
+// times, best of each: what the GEMM's two kernels can reach at most on this core.
+std::vector<double> dot_rates(int64_t iters, int64_t rounds) {
+#if Q2VL_AVX512
+  double best_bf16 = 0, best_f32 = 0;
+  float sink = 0;
+  for (int64_t round = 0; round < rounds; ++round) {
+    {
+      __m512 acc[24];
+      for (auto& a : acc) a = _mm512_setzero_ps();
+      __m512bh a = reinterpret_cast<__m512bh>(_mm512_set1_epi32(0x3f803f80)), b = a;
+      const auto start = std::chrono::steady_clock::now();
+      for (int64_t i = 0; i < iters; ++i) {
+#pragma GCC unroll 24
+        for (int c = 0; c < 24; ++c) acc[c] = _mm512_dpbf16_ps(acc[c], a, b);
+        asm volatile("" : "+v"(a), "+v"(b));  // keeps the loop from being folded
+      }
+      const double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+      for (auto& v : acc) sink += _mm512_reduce_add_ps(v);
+      best_bf16 = std::max(best_bf16, 24.0 * 32.0 * iters / s);
+    }
+    {
+      __m512 acc[24];
+      for (auto& a : acc) a = _mm512_setzero_ps();
+      __m512 a = _mm512_set1_ps(1.0f), b = a;
+      const auto start = std::chrono::steady_clock::now();
+      for (int64_t i = 0; i < iters; ++i) {
+#pragma GCC unroll 24
+        for (int c = 0; c < 24; ++c) acc[c] = _mm512_fmadd_ps(a, b, acc[c]);
+        asm volatile("" : "+v"(a), "+v"(b));
+      }
+      const double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+      for (auto& v : acc) sink += _mm512_reduce_add_ps(v);
+      best_f32 = std::max(best_f32, 24.0 * 16.0 * iters / s);
+    }
+  }
+  static volatile float keep;  // the sums are used, so the loops are not dropped
+  keep = sink;
+  return {best_bf16, best_f32};
+#else
+  return {0.0, 0.0};
 #endif
 }
 
@@ -994,6 +1208,8 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
   m.def("dequant", &dequant, "dequantize a block of columns to bf16");
   m.def("dequant_mm", &dequant_mm, "x @ W: per thread, dequantize blocks of columns and multiply");
   m.def("gemm", &gemm, "x @ W with BF16 dot products on the codes (AVX512-BF16)");
+  m.def("gemm_f32", &gemm_f32, "x @ W with float32 FMAs on the dequantized weights (AVX-512)");
+  m.def("dot_rates", &dot_rates, "multiply-adds per second of one thread: BF16 dot products, float32 FMAs");
   m.def("gemm_segment", &gemm_segment, "rows per scale segment of gemm for a group size (0: none)");
   m.attr("has_gemm") = static_cast<bool>(Q2VL_AVX512);
 }

@@ -17,12 +17,16 @@ $TORCH_EXTENSIONS_DIR (default ~/.cache/torch_extensions):
                    decoded once per 512 x 128 tile into L2 and read by every row with BF16
                    dot products, scales and zeros applied once per group (from
                    DEQUANTIZED_PANEL_ROWS rows: the panel turned into bf16 weights once,
-                   no scaling per group); elsewhere, every thread dequantizes its own
-                   blocks of columns and multiplies them with a single-threaded matmul. No
-                   dense copy of the weight either way.
+                   no scaling per group); on CPUs whose float32 FMAs do clearly more
+                   multiply-adds per second than their BF16 dot products (float32_gemm(),
+                   measured once per process: the Xeon here, twice as many), the same GEMM
+                   with the panel dequantized to float32 and FMAs (gemm_f32); elsewhere,
+                   every thread dequantizes its own blocks of columns and multiplies them
+                   with a single-threaded matmul. No dense copy of the weight in any.
     dense_matmul   prompts from dense_switch() rows, on CPUs whose bf16 matmul is clearly
-                   faster than our GEMM (neither machine measured here): the weight dequantized to bf16 in column
-                   blocks of at most DENSE_BLOCK_BYTES, each multiplied by torch's matmul
+                   faster than our GEMM (neither machine measured here): the weight
+                   dequantized to bf16 in column blocks of at most DENSE_BLOCK_BYTES, each
+                   multiplied by torch's matmul
                    (oneDNN; AMX tiles where the CPU has them). The block is a transient
                    working set, freed after the call.
 
@@ -204,11 +208,44 @@ def dequant_blocks(w: FusedWeight) -> tuple[int, int]:
 DEQUANTIZED_PANEL_ROWS = 128
 
 
+# gemm_f32 (float32 FMAs on the dequantized weights) replaces the BF16-dot GEMM where one
+# thread's float32 FMAs do at least this many times the multiply-adds per second of its BF16
+# dot products (dot_rates). The Xeon here (model 207): 89 against 45 G/s, 2.0; and gemm_f32
+# at 1.1-1.7x a BF16 linear from 64 rows on the 2B and 7B shapes, where the BF16-dot GEMM is
+# at 0.9-1.0x. Where the dot product does twice an FMA's work per instruction at the same
+# rate (what AVX512-BF16 promises), the ratio is 0.5 and the BF16-dot GEMM stays.
+FLOAT32_CLEAR_WIN = 1.25
+_float32_gemm: dict[str, bool] = {}
+
+
+def float32_gemm() -> bool:
+    """Whether prompts take gemm_f32 on this CPU: dot_rates() measured once per process (about
+    3 ms, one thread, the two instruction streams alternated, best of 5 each)."""
+    if "chosen" not in _float32_gemm:
+        bf16, f32 = extension().dot_rates(20000, 5)
+        _float32_gemm.update(chosen=f32 >= FLOAT32_CLEAR_WIN * bf16, bf16=bf16, f32=f32)
+        log.debug("%s", gemm_kind())
+    return _float32_gemm["chosen"]
+
+
+def gemm_kind() -> str:
+    """Which GEMM prompts take here and why, for logs and benchmark reports."""
+    if extension() is None or not extension().has_gemm:
+        return "per-thread dequantized blocks x torch's matmul (no AVX512-BF16 GEMM on this CPU)"
+    chosen = float32_gemm()
+    rates = _float32_gemm  # filled by the measurement (a test may have set only the choice)
+    measured = (f" (one thread: {rates['f32'] / 1e9:.0f} G multiply-adds/s in float32 FMAs,"
+                f" {rates['bf16'] / 1e9:.0f} G in BF16 dot products)") if "f32" in rates else ""
+    return ("float32 FMAs (gemm_f32)" if chosen else "BF16 dot products (gemm)") + measured
+
+
 def matmul(x: torch.Tensor, w: FusedWeight) -> torch.Tensor:
     """x [M, K] -> [M, N] in x's dtype, for prompts (x rounded to bf16, as torch's ops do)."""
     ext = extension()
     xb = x.to(torch.bfloat16).contiguous()
-    if w.gemm_tables is not None:
+    if w.gemm_tables is not None and float32_gemm():
+        y = ext.gemm_f32(xb, w.qweight, *w.gemm_tables, w.order, w.bits, w.along_k, w.group)
+    elif w.gemm_tables is not None:
         dequantized_panel = xb.shape[0] >= DEQUANTIZED_PANEL_ROWS
         y = ext.gemm(xb, w.qweight, *w.gemm_tables, w.order, w.bits, w.along_k, w.group, dequantized_panel)
     else:

@@ -12,8 +12,10 @@ Paths (path="auto" picks the first that applies):
            cpu_gemv        M <= the measured switch point (at most FUSED_GEMV_MAX_M): fused
                            dequantize + GEMV on the packed words
            cpu_gemm        larger M: a GEMM with BF16 dot products on the codes (AVX512-BF16;
-                           from DEQUANTIZED_PANEL_ROWS on its panel dequantized to bf16),
-                           elsewhere per-thread dequantized blocks times torch's matmul
+                           from DEQUANTIZED_PANEL_ROWS on its panel dequantized to bf16), or
+                           with float32 FMAs on its panel dequantized to float32 where those
+                           are clearly faster (cpu_fused.float32_gemm(): measured once per
+                           process), elsewhere per-thread dequantized blocks times torch's matmul
            cpu_dequant     M >= the dense switch (measured once per process, at its first
                            prompt), on CPUs whose bf16 matmul is clearly faster than cpu_gemm
                            (never here): C++ dequantize, in column blocks, + torch.matmul

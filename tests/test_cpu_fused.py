@@ -54,7 +54,7 @@ def _prepared(layout, bits, k, n, group, act_order):
 
 @pytest.mark.parametrize("layout,bits,k,n,group,act_order", CASES)
 @pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
-def test_fused_paths_match_the_reference(layout, bits, k, n, group, act_order, dtype):
+def test_fused_paths_match_the_reference(layout, bits, k, n, group, act_order, dtype, monkeypatch):
     w, p = _prepared(layout, bits, k, n, group, act_order)
     assert {"cpu_gemv", "cpu_gemm", "cpu_dequant"} <= set(available_paths(p))
     # The gemm where the CPU has AVX512-BF16 and N % 128 == 0, per-thread dequantize + matmul elsewhere.
@@ -65,14 +65,65 @@ def test_fused_paths_match_the_reference(layout, bits, k, n, group, act_order, d
             # All round x to bf16 (for fp16) and sum in float32; the gemm's weight is exact
             # (codes and scales apart), the dequantized blocks' rounded to bf16 as the reference's.
             assert_close(quantized_linear(x, p, path=path), reference(layout, bits, w, x), dtype, tol=1.5e-2)
-    x = torch.randn(37, k).to(dtype)
     assert resolve_path(p, 37) == "cpu_gemm"
-    assert_close(quantized_linear(x, p), reference(layout, bits, w, x), dtype, tol=1.5e-2)
-    # From 128 rows the gemm dequantizes its panel (DEQUANTIZED_PANEL_ROWS): 133 = 22 blocks of 6 + 1.
+    # Both GEMMs, whichever this CPU's dot_rates() picks: BF16 dot products (from 128 rows,
+    # DEQUANTIZED_PANEL_ROWS, on its dequantized panel) and float32 FMAs. 133 = 22 blocks of 6 + 1.
     assert cpu_fused.DEQUANTIZED_PANEL_ROWS <= 133
-    x = torch.randn(133, k).to(dtype)
-    for path in ("cpu_gemm", "cpu_dequant"):
-        assert_close(quantized_linear(x, p, path=path), reference(layout, bits, w, x), dtype, tol=1.5e-2)
+    for float32 in (False, True):
+        monkeypatch.setattr(cpu_fused, "_float32_gemm", {"chosen": float32})
+        for m in (37, 133):
+            x = torch.randn(m, k).to(dtype)
+            assert_close(quantized_linear(x, p), reference(layout, bits, w, x), dtype, tol=1.5e-2)
+    assert_close(quantized_linear(x, p, path="cpu_dequant"), reference(layout, bits, w, x), dtype, tol=1.5e-2)
+
+
+@pytest.mark.parametrize("layout,bits", [("gptq", 4), ("awq", 4), ("gptq", 8)])
+@pytest.mark.parametrize("k,strips", [(1024, (264, 264, 72)), (3072, (264, 12))])
+def test_float32_gemm_runs_the_rows_in_strips(layout, bits, k, strips):
+    """gemm_f32 takes the rows in strips of at most 264, each thread widening the strip's
+    slice of x chunk by chunk: every row's output is the same whichever strip it falls in,
+    and the reference's product."""
+    if not cpu_fused.extension().has_gemm:
+        pytest.skip("gemm_f32 needs AVX512-BF16 and VBMI")
+    w, p = _prepared(layout, bits, k, 128, 128, False)
+    f = p.fused
+
+    def gemm(x):
+        return cpu_fused.extension().gemm_f32(x, f.qweight, *f.gemm_tables, f.order, f.bits, f.along_k, f.group)
+
+    x = torch.randn(sum(strips), k).bfloat16()
+    whole = gemm(x)
+    assert torch.equal(whole, torch.cat([gemm(part) for part in x.split(list(strips))]))
+    assert_close(whole, reference(layout, bits, w, x), torch.bfloat16, tol=1e-2)
+
+
+def test_the_gemm_takes_float32_where_fmas_are_clearly_faster(monkeypatch):
+    """float32_gemm() decides from dot_rates() once per process: the Xeon here (float32 FMAs
+    twice the BF16 dot products' multiply-adds), a core whose dot products do twice an FMA's
+    work (as AVX512-BF16 intends), and two within FLOAT32_CLEAR_WIN of each other."""
+    if not cpu_fused.extension().has_gemm:
+        pytest.skip("the GEMMs need AVX512-BF16 and VBMI")
+    bf16, f32 = cpu_fused.extension().dot_rates(2000, 2)
+    assert bf16 > 1e9 and f32 > 1e9  # multiply-adds per second of one thread
+    calls = []
+
+    class Rates:  # the measurement faked, the rule real
+        has_gemm = True
+
+        def __init__(self, bf16, f32):
+            self.rates = (bf16, f32)
+
+        def dot_rates(self, iters, rounds):
+            calls.append(self.rates)
+            return self.rates
+
+    for rates, chosen in [((45e9, 89e9), True), ((64e9, 32e9), False), ((50e9, 60e9), False)]:
+        monkeypatch.setattr(cpu_fused, "_float32_gemm", {})  # as in a fresh process
+        monkeypatch.setattr(cpu_fused, "extension", lambda: Rates(*rates))
+        assert cpu_fused.float32_gemm() is chosen
+        assert cpu_fused.float32_gemm() is chosen and calls.count(rates) == 1  # measured once
+    assert cpu_fused.gemm_kind() == ("BF16 dot products (gemm) (one thread: 60 G multiply-adds/s in float32 FMAs,"
+                                     " 50 G in BF16 dot products)")
 
 
 @pytest.mark.parametrize("layout,bits", [("gptq", 4), ("gptq", 8), ("awq", 4), ("awq", 8)])

@@ -1,7 +1,7 @@
 """End to end on CPU: a quantized model generates the same greedy tokens with the fast
-kernel paths (the C++ kernels: fused GEMV and the BF16-dot-product GEMM, each forced to take
-the decode steps once, the GEMM or the dequantized blocks for prompts; and, where no compiler is present, torch's
-int4/int8 ops) as with the reference path (dequantize to the compute dtype, then matmul) --
+kernel paths (the C++ kernels: fused GEMV and the GEMMs, BF16 dot products and float32
+FMAs, each forced to take the decode steps once, the GEMMs or the dequantized blocks for
+prompts; and, where no compiler is present, torch's int4/int8 ops) as with the reference path (dequantize to the compute dtype, then matmul) --
 issues 7 and 17.
 
 Uses the committed small VLM trained on benchmarks/shapes_task.py: its answers are
@@ -68,22 +68,27 @@ def record_paths(model) -> tuple[dict[str, int], list]:
 # shape at load: on the small model the gemm often wins from one row on) is forced, so that
 # each kernel takes the decode steps in some case; so is the switch to the dequantized blocks
 # (measured once per process: never here), so that they take the prompts in some. The prompts
-# (51-59 tokens) are shorter than DEQUANTIZED_PANEL_ROWS: prompt_rows lowers it, so that the
-# GEMM's dequantized panel takes them in some cases and its panel of codes in others.
-@pytest.mark.parametrize("bits, group_size, decode_path, prefill_path, cpp, panel_rows", [
-    (4, 128, "cpu_gemv", "cpu_gemm", True, None),
-    (4, 128, "cpu_gemv", "cpu_gemm", True, 9),
-    (4, 128, "cpu_gemm", "cpu_gemm", True, None),
-    (4, 128, "cpu_gemv", "cpu_dequant", True, None),
-    (8, -1, "cpu_gemv", "cpu_gemm", True, 9),
-    (8, 128, "cpu_gemv", "cpu_gemm", True, None),
-    (8, 128, "cpu_gemm", "cpu_gemm", True, 9),
-    (8, 128, "cpu_gemm", "cpu_dequant", True, None),
+# (51-59 tokens) are shorter than DEQUANTIZED_PANEL_ROWS: gemm "dequantized" lowers it, so
+# that the BF16-dot GEMM's dequantized panel takes them in some cases and its panel of codes
+# ("codes") in others; "float32" forces the GEMM with float32 FMAs (whichever dot_rates()
+# picks on this CPU).
+@pytest.mark.parametrize("bits, group_size, decode_path, prefill_path, cpp, gemm", [
+    (4, 128, "cpu_gemv", "cpu_gemm", True, "codes"),
+    (4, 128, "cpu_gemv", "cpu_gemm", True, "dequantized"),
+    (4, 128, "cpu_gemv", "cpu_gemm", True, "float32"),
+    (4, 128, "cpu_gemm", "cpu_gemm", True, "codes"),
+    (4, 128, "cpu_gemv", "cpu_dequant", True, "codes"),
+    (8, -1, "cpu_gemv", "cpu_gemm", True, "dequantized"),
+    (8, -1, "cpu_gemv", "cpu_gemm", True, "float32"),
+    (8, 128, "cpu_gemv", "cpu_gemm", True, "codes"),
+    (8, 128, "cpu_gemm", "cpu_gemm", True, "dequantized"),
+    (8, 128, "cpu_gemm", "cpu_gemm", True, "float32"),
+    (8, 128, "cpu_gemm", "cpu_dequant", True, "codes"),
     (4, 128, "cpu_int4", None, False, None),  # prompts take cpu_int4 or torch_dequant by length
     (8, 128, "cpu_int8", None, False, None),
 ])
 def test_fast_path_generates_the_reference_tokens(tmp_path, prompts, bits, group_size, decode_path, prefill_path,
-                                                  cpp, panel_rows, monkeypatch):
+                                                  cpp, gemm, monkeypatch):
     if not cpp:
         monkeypatch.setenv(cpu_fused.DISABLE_ENV, "1")
     else:
@@ -93,8 +98,9 @@ def test_fast_path_generates_the_reference_tokens(tmp_path, prompts, bits, group
         monkeypatch.setattr(cpu_fused, "dense_switch", lambda: dense_from)
         # dispatch asks for the dense switch only from the fewest rows it can name
         monkeypatch.setattr(cpu_fused, "DENSE_PROBE_M", (dense_from,))
-        if panel_rows is not None:
-            monkeypatch.setattr(cpu_fused, "DEQUANTIZED_PANEL_ROWS", panel_rows)
+        monkeypatch.setattr(cpu_fused, "_float32_gemm", {"chosen": gemm == "float32"})
+        if gemm == "dequantized":
+            monkeypatch.setattr(cpu_fused, "DEQUANTIZED_PANEL_ROWS", cpu_fused.FUSED_GEMV_MAX_M + 1)
     out = tmp_path / f"gptq-{bits}-{group_size}"
     quantize_checkpoint(MODEL, out, GPTQConfig(bits=bits, group_size=group_size), calib_data=MODEL / "calib.jsonl",
                         calibration=CalibrationConfig(num_samples=8), show_progress=False)
