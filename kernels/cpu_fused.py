@@ -211,16 +211,18 @@ DEQUANTIZED_PANEL_ROWS = 128
 # gemm_f32 (float32 FMAs on the dequantized weights) replaces the BF16-dot GEMM where one
 # thread's float32 FMAs do at least this many times the multiply-adds per second of its BF16
 # dot products (dot_rates). The Xeon here (model 207): 89 against 45 G/s, 2.0; and gemm_f32
-# at 1.1-1.7x a BF16 linear from 64 rows on the 2B and 7B shapes, where the BF16-dot GEMM is
-# at 0.9-1.0x. Where the dot product does twice an FMA's work per instruction at the same
-# rate (what AVX512-BF16 promises), the ratio is 0.5 and the BF16-dot GEMM stays.
+# at 1.08-1.75x a BF16 linear from 64 rows on the 2B and 7B shapes (kernel benchmark, all 96
+# entries), where the BF16-dot GEMM was at 0.76-1.16x. Where the dot product does twice an
+# FMA's work per instruction at the same rate (what AVX512-BF16 promises), the ratio is 0.5
+# and the BF16-dot GEMM stays.
 FLOAT32_CLEAR_WIN = 1.25
-_float32_gemm: dict[str, bool] = {}
+_float32_gemm: dict[str, bool | float] = {}  # chosen, and the two rates it was chosen from
 
 
 def float32_gemm() -> bool:
     """Whether prompts take gemm_f32 on this CPU: dot_rates() measured once per process (about
-    3 ms, one thread, the two instruction streams alternated, best of 5 each)."""
+    3 ms, one thread, the two instruction streams alternated, best of 5 each), at the first
+    GEMM call: in a model, when its first weight's GEMV switch is measured at load."""
     if "chosen" not in _float32_gemm:
         bf16, f32 = extension().dot_rates(20000, 5)
         _float32_gemm.update(chosen=f32 >= FLOAT32_CLEAR_WIN * bf16, bf16=bf16, f32=f32)
