@@ -1112,6 +1112,7 @@ torch::Tensor gemm_f32(torch::Tensor x, torch::Tensor qweight, torch::Tensor s_t
   const int64_t M = x.size(0), strip = std::min(M, kF32StripRows);
   const uint16_t* xp = reinterpret_cast<const uint16_t*>(x.data_ptr<at::BFloat16>());
   auto y = torch::empty({M, N}, x.options());
+  if (M == 0) return y;
   uint16_t* yp = reinterpret_cast<uint16_t*>(y.data_ptr<at::BFloat16>());
   // A thread takes up to 8 neighbouring tiles at a time, chunk by chunk, so that the packed
   // rows it reads run across them (GPTQ 4-bit: 4 KB) rather than 512 B (AWQ: 64 B) per 4 KB

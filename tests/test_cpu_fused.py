@@ -91,6 +91,7 @@ def test_float32_gemm_runs_the_rows_in_strips(layout, bits, k, strips):
     def gemm(x):
         return cpu_fused.extension().gemm_f32(x, f.qweight, *f.gemm_tables, f.order, f.bits, f.along_k, f.group)
 
+    assert gemm(torch.empty(0, k, dtype=torch.bfloat16)).shape == (0, 128)
     x = torch.randn(sum(strips), k).bfloat16()
     whole = gemm(x)
     assert torch.equal(whole, torch.cat([gemm(part) for part in x.split(list(strips))]))
