@@ -321,6 +321,12 @@ inline __m512 round_to_bf16(__m512 v) {
   return _mm512_castsi512_ps(_mm512_and_si512(r, _mm512_set1_epi32(static_cast<int32_t>(0xFFFF0000u))));
 }
 
+// 16 bf16 numbers as float32: the bits shifted up by 16 (exact).
+inline __m512 load_bf16(const uint16_t* in) {
+  return _mm512_castsi512_ps(
+      _mm512_slli_epi32(_mm512_cvtepu16_epi32(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(in))), 16));
+}
+
 inline void store_bf16(uint16_t* out, __m512 values) {
   _mm256_storeu_si256(reinterpret_cast<__m256i*>(out), reinterpret_cast<__m256i>(_mm512_cvtneps_pbh(values)));
 }
@@ -1022,26 +1028,35 @@ int64_t gemm_segment(int64_t group) {
   return 0;
 }
 
+#if Q2VL_AVX512
+// The operands of both GEMMs, checked: x bf16 [M, K]; the tables stand in Packed's scales and
+// zeros (w.zeros is the zb table); N % 128 == 0 and a segment for the group.
+Packed gemm_operands(const torch::Tensor& x, const torch::Tensor& qweight, const torch::Tensor& s_tab,
+                     const torch::Tensor& zb_tab, const torch::Tensor& order, int64_t bits, bool along_k,
+                     int64_t group) {
+  const Packed w = packed_of(qweight, s_tab, zb_tab, order, bits, along_k, group);
+  TORCH_CHECK(x.dtype() == torch::kBFloat16 && x.is_contiguous() && x.dim() == 2 && x.size(1) == w.K, "x: bf16 [M, K]");
+  TORCH_CHECK(w.N % kTileN == 0 && gemm_segment(group) > 0 && w.K % group == 0,
+              "gemm: N % 128 == 0 and a group of 16 * j rows");
+  return w;
+}
+#endif
+
 // x bf16 [M, K] -> y bf16 [M, N]. s_tab and zb_tab: float32 [G, N] in the panel's positions
 // (see decode_panel), zb = (zeros + base) * scales with base 128 for 4-bit, 0 for 8-bit.
 // Needs AVX512-BF16 (has_gemm), N % 128 == 0 and a segment (gemm_segment(group) > 0).
 torch::Tensor gemm(torch::Tensor x, torch::Tensor qweight, torch::Tensor s_tab, torch::Tensor zb_tab,
                    torch::Tensor order, int64_t bits, bool along_k, int64_t group, bool dequantized_panel) {
 #if Q2VL_AVX512
-  const Packed w = packed_of(qweight, s_tab, zb_tab, order, bits, along_k, group);  // w.zeros: the zb table
+  const Packed w = gemm_operands(x, qweight, s_tab, zb_tab, order, bits, along_k, group);
   const int64_t K = w.K, N = w.N, S = gemm_segment(group);
-  TORCH_CHECK(x.dtype() == torch::kBFloat16 && x.is_contiguous() && x.dim() == 2 && x.size(1) == K, "x: bf16 [M, K]");
-  TORCH_CHECK(N % kTileN == 0 && S > 0 && K % group == 0, "gemm: N % 128 == 0 and a group of 16 * j rows");
   const int64_t M = x.size(0), segments = K / S;
   const uint16_t* xp = reinterpret_cast<const uint16_t*>(x.data_ptr<at::BFloat16>());
   std::vector<float> xsum(dequantized_panel ? 0 : M * segments);  // [M, segments]: sum of x over each segment
   if (!dequantized_panel) at::parallel_for(0, M, 16, [&](int64_t m0, int64_t m1) {
     for (int64_t i = m0 * segments; i < m1 * segments; ++i) {
       __m512 sum = _mm512_setzero_ps();
-      for (int64_t k = 0; k < S; k += 16)  // bf16 -> float32: the bits shifted up by 16
-        sum = _mm512_add_ps(sum, _mm512_castsi512_ps(_mm512_slli_epi32(
-                                     _mm512_cvtepu16_epi32(_mm256_loadu_si256(
-                                         reinterpret_cast<const __m256i*>(xp + i * S + k))), 16)));
+      for (int64_t k = 0; k < S; k += 16) sum = _mm512_add_ps(sum, load_bf16(xp + i * S + k));
       xsum[i] = _mm512_reduce_add_ps(sum);
     }
   });
@@ -1105,10 +1120,8 @@ constexpr int64_t kF32GroupTiles = 8, kF32SumBytes = 1 << 20;
 torch::Tensor gemm_f32(torch::Tensor x, torch::Tensor qweight, torch::Tensor s_tab, torch::Tensor zb_tab,
                        torch::Tensor order, int64_t bits, bool along_k, int64_t group) {
 #if Q2VL_AVX512
-  const Packed w = packed_of(qweight, s_tab, zb_tab, order, bits, along_k, group);  // w.zeros: the zb table
+  const Packed w = gemm_operands(x, qweight, s_tab, zb_tab, order, bits, along_k, group);
   const int64_t K = w.K, N = w.N;
-  TORCH_CHECK(x.dtype() == torch::kBFloat16 && x.is_contiguous() && x.dim() == 2 && x.size(1) == K, "x: bf16 [M, K]");
-  TORCH_CHECK(N % kTileN == 0 && gemm_segment(group) > 0 && K % group == 0, "gemm_f32: N % 128 == 0 and a group of 16 * j rows");
   const int64_t M = x.size(0), strip = std::min(M, kF32StripRows);
   const uint16_t* xp = reinterpret_cast<const uint16_t*>(x.data_ptr<at::BFloat16>());
   auto y = torch::empty({M, N}, x.options());
@@ -1128,11 +1141,9 @@ torch::Tensor gemm_f32(torch::Tensor x, torch::Tensor qweight, torch::Tensor s_t
         const int64_t tiles = std::min(group_tiles, t1 - tg);
         for (int64_t k0 = 0; k0 < K; k0 += kChunkF32) {
           const int64_t width = std::min(K, k0 + kChunkF32) - k0;  // a multiple of 16 (the group's)
-          for (int64_t m = 0; m < rows; ++m)  // bf16 -> float32: the bits shifted up by 16
+          for (int64_t m = 0; m < rows; ++m)
             for (int64_t k = 0; k < width; k += 16)
-              _mm512_storeu_ps(xc.data() + m * kChunkF32 + k,
-                               _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(_mm256_loadu_si256(
-                                   reinterpret_cast<const __m256i*>(xp + (s0 + m) * K + k0 + k))), 16)));
+              _mm512_storeu_ps(xc.data() + m * kChunkF32 + k, load_bf16(xp + (s0 + m) * K + k0 + k));
           for (int64_t i = 0; i < tiles; ++i) {
             decode_f32_panel(w, k0, k0 + width, (tg + i) * kTileN, panel.data());
             float* sums = yt.data() + i * rows * kTileN;
@@ -1157,45 +1168,41 @@ torch::Tensor gemm_f32(torch::Tensor x, torch::Tensor qweight, torch::Tensor s_t
 #endif
 }
 
+#if Q2VL_AVX512
+// Multiply-adds per second of `step` (one instruction doing `macs` of them) on one thread: 24
+// independent chains of `iters` steps, so that its throughput, not its latency, is timed.
+template <typename Operand, typename Step>
+double chain_rate(Operand a, Step step, double macs, int64_t iters) {
+  __m512 acc[24];
+  for (auto& v : acc) v = _mm512_setzero_ps();
+  const auto start = std::chrono::steady_clock::now();
+  for (int64_t i = 0; i < iters; ++i) {
+#pragma GCC unroll 24
+    for (auto& v : acc) v = step(v, a);
+    asm volatile("" : "+v"(a));  // keeps the loop from being folded
+  }
+  const double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  float sum = 0;
+  for (auto& v : acc) sum += _mm512_reduce_add_ps(v);
+  static volatile float keep;  // the sums are used, so the loop is not dropped
+  keep = sum;
+  return 24.0 * macs * iters / s;
+}
+#endif
+
 // Multiply-adds per second of one thread: BF16 dot products (vdpbf16ps, 32 each) and float32
-// FMAs (16 each), 24 independent chains of `iters` steps each, the two alternated `rounds`
-// times, best of each: what the GEMM's two kernels can reach at most on this core.
+// FMAs (16 each), the two alternated `rounds` times, best of each: what the GEMM's two
+// kernels can reach at most on this core.
 std::vector<double> dot_rates(int64_t iters, int64_t rounds) {
 #if Q2VL_AVX512
   double best_bf16 = 0, best_f32 = 0;
-  float sink = 0;
+  const __m512bh pair = reinterpret_cast<__m512bh>(_mm512_set1_epi32(0x3f803f80));  // (1, 1)
   for (int64_t round = 0; round < rounds; ++round) {
-    {
-      __m512 acc[24];
-      for (auto& a : acc) a = _mm512_setzero_ps();
-      __m512bh a = reinterpret_cast<__m512bh>(_mm512_set1_epi32(0x3f803f80)), b = a;
-      const auto start = std::chrono::steady_clock::now();
-      for (int64_t i = 0; i < iters; ++i) {
-#pragma GCC unroll 24
-        for (int c = 0; c < 24; ++c) acc[c] = _mm512_dpbf16_ps(acc[c], a, b);
-        asm volatile("" : "+v"(a), "+v"(b));  // keeps the loop from being folded
-      }
-      const double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
-      for (auto& v : acc) sink += _mm512_reduce_add_ps(v);
-      best_bf16 = std::max(best_bf16, 24.0 * 32.0 * iters / s);
-    }
-    {
-      __m512 acc[24];
-      for (auto& a : acc) a = _mm512_setzero_ps();
-      __m512 a = _mm512_set1_ps(1.0f), b = a;
-      const auto start = std::chrono::steady_clock::now();
-      for (int64_t i = 0; i < iters; ++i) {
-#pragma GCC unroll 24
-        for (int c = 0; c < 24; ++c) acc[c] = _mm512_fmadd_ps(a, b, acc[c]);
-        asm volatile("" : "+v"(a), "+v"(b));
-      }
-      const double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
-      for (auto& v : acc) sink += _mm512_reduce_add_ps(v);
-      best_f32 = std::max(best_f32, 24.0 * 16.0 * iters / s);
-    }
+    best_bf16 = std::max(best_bf16, chain_rate(pair, [](__m512 v, __m512bh a) { return _mm512_dpbf16_ps(v, a, a); },
+                                               32.0, iters));
+    best_f32 = std::max(best_f32, chain_rate(_mm512_set1_ps(1.0f),
+                                             [](__m512 v, __m512 a) { return _mm512_fmadd_ps(a, a, v); }, 16.0, iters));
   }
-  static volatile float keep;  // the sums are used, so the loops are not dropped
-  keep = sink;
   return {best_bf16, best_f32};
 #else
   return {0.0, 0.0};
