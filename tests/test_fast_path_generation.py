@@ -1,8 +1,8 @@
 """End to end on CPU: a quantized model generates the same greedy tokens with the fast
 kernel paths (the C++ kernels: fused GEMV and the GEMMs, BF16 dot products and float32
 FMAs, each forced to take the decode steps once, the GEMMs or the dequantized blocks for
-prompts; and, where no compiler is present, torch's int4/int8 ops) as with the reference path (dequantize to the compute dtype, then matmul) --
-issues 7 and 17.
+prompts; and, where no compiler is present, torch's int4/int8 ops) as with the reference
+path (dequantize to the compute dtype, then matmul) -- issues 7 and 17.
 
 Uses the committed small VLM trained on benchmarks/shapes_task.py: its answers are
 confident, so equal tokens test the kernels, not a coin flip between near-tied logits.
